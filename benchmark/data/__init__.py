@@ -1,0 +1,1 @@
+"""Manifests, image decoding, dataset adapters and the synthetic generator."""
