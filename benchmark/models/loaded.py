@@ -1,0 +1,190 @@
+"""A model ready for the runner: card + module, fed canonical images, returning canonical probabilities."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmark.errors import ModelOutputError
+from benchmark.labels import CLASSES
+from benchmark.models.card import ModelCard, load_card
+from benchmark.models.loaders import ModuleLike, load_module
+
+_CHUNK = 1 << 20
+# How far a row of a "probabilities" output may stray from summing to 1 (float16 models included).
+PROB_SUM_TOLERANCE = 1e-3
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _prepare(module: ModuleLike, device: torch.device) -> ModuleLike:
+    if isinstance(module, torch.nn.Module):
+        try:
+            module.eval()
+        except NotImplementedError:
+            # torch.export modules fix train/eval at export time and are placed by their loader.
+            return module
+        module = module.to(device)
+    return module
+
+
+def _rows(mask: torch.Tensor) -> str:
+    rows = torch.nonzero(mask).flatten().tolist()
+    shown = ", ".join(str(r) for r in rows[:8])
+    return f"row {shown}" if len(rows) == 1 else f"rows {shown}{', ...' if len(rows) > 8 else ''}"
+
+
+class LoadedModel:
+    """`predict` returns float64 [B, 4] probabilities in the order of benchmark.labels.CLASSES."""
+
+    def __init__(self, card: ModelCard, module: ModuleLike, *, sha256: str,
+                 weights_path: str | Path | None = None, device: str | torch.device = "cpu"):
+        self.card = card
+        self.device = torch.device(device)
+        self.module = _prepare(module, self.device)
+        self.sha256 = sha256
+        self.weights_path = Path(weights_path) if weights_path is not None else None
+        shape = (1, -1, 1, 1)
+        self._mean = torch.tensor(card.input.mean, dtype=torch.float32, device=self.device).view(shape)
+        self._std = torch.tensor(card.input.std, dtype=torch.float32, device=self.device).view(shape)
+        self._index = torch.tensor(card.class_index, dtype=torch.long)
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def __repr__(self) -> str:
+        return f"LoadedModel({self.card.name!r}, format={self.card.format!r}, sha256={self.sha256[:12]})"
+
+    # ------------------------------------------------------------ inputs
+
+    def preprocessing_key(self) -> str:
+        """Everything that changes what the model is fed; equal keys can share prepared images."""
+        spec = self.card.input
+        return json.dumps({"size": list(spec.size), "channels": spec.channels, "mean": list(spec.mean),
+                           "std": list(spec.std), "keep_aspect": spec.keep_aspect},
+                          sort_keys=True, separators=(",", ":"))
+
+    def fingerprint(self) -> str:
+        """Weights and card together: editing the card's classes or input changes predictions too."""
+        card = json.dumps(self.card.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(f"{self.sha256}\n{card}".encode()).hexdigest()
+
+    def preprocess(self, batch: torch.Tensor) -> torch.Tensor:
+        """[B, 1, H, W] canonical images in [0, 1] at card.input.size -> the model's input."""
+        height, width = self.card.input.size
+        if batch.ndim != 4 or batch.shape[1] != 1 or tuple(batch.shape[2:]) != (height, width):
+            raise ValueError(f"model {self.name!r} expects canonical batches [B, 1, {height}, {width}], "
+                             f"got {tuple(batch.shape)}")
+        x = batch.to(device=self.device, dtype=torch.float32)
+        x = x.expand(-1, self.card.input.channels, -1, -1)
+        return (x - self._mean) / self._std
+
+    # ------------------------------------------------------------ outputs
+
+    def _pick_output(self, out: Any) -> Any:
+        if isinstance(out, (tuple, list)) and out:
+            return out[0]
+        if isinstance(out, dict) and out:
+            keys = ("logits",) if self.card.output == "logits" else ("probabilities", "probs")
+            return next((out[k] for k in keys if k in out), next(iter(out.values())))
+        return out
+
+    def _check(self, out: Any, batch_size: int, where: str | None) -> torch.Tensor:
+        out = self._pick_output(out)
+        if not isinstance(out, torch.Tensor):
+            raise ModelOutputError(f"model {self.name!r} returned an object of type "
+                                   f"{type(out).__name__!r}, not a tensor",
+                                   where=where)
+        if tuple(out.shape) != (batch_size, self.card.num_classes):
+            raise ModelOutputError(
+                f"model {self.name!r} returned shape {tuple(out.shape)} for a batch of {batch_size}; "
+                f"card says {self.card.num_classes} classes", where=where)
+        out = out.detach().to("cpu", torch.float64)
+        for bad, label in ((torch.isnan(out), "NaN"), (torch.isinf(out), "inf")):
+            if bad.any():
+                rows = _rows(bad.any(dim=1))
+                raise ModelOutputError(
+                    f"model {self.name!r} returned {label} for a batch of {batch_size} ({rows})",
+                    where=where)
+        return out
+
+    def _to_probabilities(self, out: torch.Tensor, where: str | None) -> torch.Tensor:
+        if self.card.output == "logits":
+            return torch.softmax(out, dim=1)
+        sums = out.sum(dim=1)
+        off = ((sums - 1).abs() > PROB_SUM_TOLERANCE) | (out < -PROB_SUM_TOLERANCE).any(dim=1)
+        if off.any():
+            row = int(torch.nonzero(off)[0])
+            raise ModelOutputError(
+                f"model {self.name!r} has output 'probabilities' but {_rows(off)} do not form a "
+                f"distribution (row {row} sums to {float(sums[row]):.4g}); if it returns logits, "
+                "set \"output\": \"logits\" in its card", where=where)
+        return out.clamp(min=0) / out.clamp(min=0).sum(dim=1, keepdim=True)
+
+    def _forward(self, fn: Any, batch: torch.Tensor, where: str | None) -> Any:
+        x = self.preprocess(batch)
+        try:
+            return fn(x)
+        except torch.cuda.OutOfMemoryError:
+            raise  # the runner retries with smaller batches
+        except Exception as exc:
+            raise ModelOutputError(
+                f"model {self.name!r} failed on a batch of shape {tuple(x.shape)}: "
+                f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]} (a checkpoint "
+                "exported with a fixed batch size or input size fails like this)", where=where) from exc
+
+    def predict(self, batch: torch.Tensor, *, where: str | None = None) -> np.ndarray:
+        """Canonical probabilities [B, 4]; classes the model does not predict get 0.
+
+        `where` (e.g. "images 128-191") is put in front of any error message.
+        """
+        with torch.inference_mode():
+            out = self._check(self._forward(self.module, batch, where), batch.shape[0], where)
+            probs = self._to_probabilities(out, where)
+        canonical = torch.zeros((probs.shape[0], len(CLASSES)), dtype=torch.float64)
+        canonical[:, self._index] = probs
+        return canonical.numpy()
+
+    def embed(self, batch: torch.Tensor, *, where: str | None = None) -> np.ndarray | None:
+        """Pooled features [B, D] when the module exposes `embed` or `forward_features`, else None."""
+        fn = getattr(self.module, "embed", None) or getattr(self.module, "forward_features", None)
+        if fn is None:
+            return None
+        with torch.inference_mode():
+            feats = self._forward(fn, batch, where)
+            feats = self._pool(feats)
+        return feats.detach().to("cpu", torch.float64).numpy()
+
+    def _pool(self, feats: Any) -> torch.Tensor:
+        feats = self._pick_output(feats)
+        head = getattr(self.module, "forward_head", None)
+        if head is not None and not hasattr(self.module, "embed"):
+            try:  # timm models: the head's own pooling (global average, class token ...)
+                return head(feats, pre_logits=True).flatten(1)
+            except TypeError:
+                pass
+        if feats.ndim == 4:
+            return feats.mean(dim=(2, 3))
+        if feats.ndim == 3:  # tokens [B, T, D]
+            return feats.mean(dim=1)
+        return feats.flatten(1)
+
+
+def load_model_file(path: str | Path, *, trust_pickle: bool = False,
+                    device: str | torch.device = "cpu") -> LoadedModel:
+    """A checkpoint file, folder or card path -> a LoadedModel; errors name the file and field."""
+    card, weights = load_card(Path(path))
+    digest = sha256_file(weights)
+    module = load_module(card, weights, trust_pickle=trust_pickle, device=device)
+    return LoadedModel(card, module, sha256=digest, weights_path=weights, device=device)

@@ -1,0 +1,268 @@
+"""Turn a checkpoint file into a callable module, per the card's `format`.
+
+Security rule: a file whose content is a pickle (or a torch.export archive that would unpickle or
+execute something) is refused unless the caller passes `trust_pickle=True`. The check reads bytes
+only (see loaders_sniff); nothing from the file runs before the user has opted in.
+"""
+from __future__ import annotations
+
+import importlib
+import pickle
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmark.errors import CardError, CheckpointError
+from benchmark.models.card import ModelCard
+from benchmark.models.loaders_sniff import (
+    EXPORT, PICKLE, SAFETENSORS, TORCHSCRIPT, is_tensor_global, pickle_globals_of_file,
+    pt2_unsafe_reason, sniff_format,
+)
+
+ModuleLike = Callable[[torch.Tensor], Any]
+# Builds an untrained module from the part of `architecture` after "prefix:".
+Builder = Callable[[str, ModelCard], torch.nn.Module]
+
+TRUST_HINT = ("pass --trust-pickle (trust_pickle=True) only if you trust its author, or re-save the "
+              "model with torch.export, safetensors or ONNX")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+# ---------------------------------------------------------------- architectures
+
+
+# Keyword arguments a card may pass to timm.create_model. A fixed list because others, such as
+# checkpoint_path or pretrained_cfg, would make timm read (and unpickle) files the card names.
+TIMM_ARGS: frozenset[str] = frozenset({"img_size", "patch_size", "global_pool", "drop_rate",
+                                       "drop_path_rate"})
+
+
+def _timm_kwargs(card: ModelCard) -> dict[str, Any]:
+    kwargs = card.extra.get("architecture_args", {})
+    where = f"card of {card.name!r}"
+    if not isinstance(kwargs, Mapping):
+        raise CardError("field 'architecture_args' must be an object", where=where)
+    for key in kwargs:
+        if key not in TIMM_ARGS:
+            raise CardError(f"field 'architecture_args.{key}' is not accepted (accepted: "
+                            f"{', '.join(sorted(TIMM_ARGS))})", where=where)
+    return dict(kwargs)
+
+
+def _build_timm(name: str, card: ModelCard) -> torch.nn.Module:
+    import timm
+
+    kwargs = _timm_kwargs(card)
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=card.num_classes,
+                                 in_chans=card.input.channels, **kwargs)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise CardError(f"field 'architecture' = {card.architecture!r}: timm cannot build it "
+                        f"({_first_line(exc)})", where=f"card of {card.name!r}") from exc
+
+
+# "cxrbench:<name>" -> "module:function(num_classes, in_chans)" inside this distribution. A fixed
+# table, never an import path taken from the card: cards come from untrusted submitters.
+CXRBENCH_ARCHITECTURES: dict[str, str] = {
+    "small_cnn": "benchmark.models.reference:build_small_cnn",
+}
+
+
+def _build_cxrbench(name: str, card: ModelCard) -> torch.nn.Module:
+    target = CXRBENCH_ARCHITECTURES.get(name)
+    if target is None:
+        known = ", ".join(sorted(CXRBENCH_ARCHITECTURES))
+        raise CardError(f"field 'architecture' = {card.architecture!r} names no cxrbench "
+                        f"architecture (known: {known})", where=f"card of {card.name!r}")
+    module_name, _, attr = target.partition(":")
+    build = getattr(importlib.import_module(module_name), attr)
+    return build(num_classes=card.num_classes, in_chans=card.input.channels)
+
+
+# Prefix -> builder; other packages (e.g. the baselines) add theirs here.
+ARCHITECTURE_BUILDERS: dict[str, Builder] = {"timm": _build_timm, "cxrbench": _build_cxrbench}
+
+
+def build_architecture(card: ModelCard) -> torch.nn.Module:
+    prefix, _, name = (card.architecture or "").partition(":")
+    builder = ARCHITECTURE_BUILDERS.get(prefix)
+    if builder is None:
+        known = ", ".join(sorted(ARCHITECTURE_BUILDERS))
+        raise CardError(f"field 'architecture' = {card.architecture!r} uses an unknown builder "
+                        f"{prefix!r} (known: {known})", where=f"card of {card.name!r}")
+    return builder(name, card)
+
+
+def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *,
+                           where: str, what: str) -> torch.nn.Module:
+    """Load weights, naming the first missing or unexpected key instead of torch's long list."""
+    expected = set(module.state_dict())
+    state = dict(state)
+    # DistributedDataParallel saves every key under "module."; that is not a real mismatch.
+    if state and all(k.startswith("module.") for k in state) and not expected & set(state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    missing = [k for k in module.state_dict() if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing:
+        raise CheckpointError(f"weights do not match {what}: missing key {missing[0]!r} "
+                              f"({len(missing)} missing)", where=where)
+    if unexpected:
+        raise CheckpointError(f"weights do not match {what}: unexpected key {unexpected[0]!r} "
+                              f"({len(unexpected)} unexpected)", where=where)
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln),
+                      _first_line(exc))
+        raise CheckpointError(f"weights do not match {what}: {detail}", where=where) from exc
+    return module
+
+
+# ---------------------------------------------------------------- per-format loaders
+
+
+def _mismatch(card: ModelCard, kind: str, where: str) -> CheckpointError:
+    if kind in (TORCHSCRIPT, EXPORT, SAFETENSORS):
+        hint = f"; set \"format\": \"{kind}\" in the card"
+    else:
+        hint = ""
+    found = {"zip": "a zip archive of another kind", "unknown": "not a recognised checkpoint"}.get(
+        kind, f"a {kind} file")
+    return CheckpointError(f"the card says format '{card.format}' but the file is {found}{hint}",
+                           where=where)
+
+
+def _load_torchscript(card: ModelCard, weights: Path, kind: str, device: torch.device,
+                      trust: bool) -> ModuleLike:
+    if kind != TORCHSCRIPT:
+        raise _mismatch(card, kind, str(weights))
+    # torch.jit is deprecated but still how many checkpoints ship; the warning is not the user's.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
+        try:
+            module = torch.jit.load(str(weights), map_location=device)
+        except Exception as exc:  # torch raises RuntimeError, ValueError or its own C++ errors
+            raise CheckpointError(f"not a loadable TorchScript archive: {_first_line(exc)}",
+                                  where=str(weights)) from exc
+    return module.eval()
+
+
+def _load_export(card: ModelCard, weights: Path, kind: str, device: torch.device,
+                 trust: bool) -> ModuleLike:
+    if kind != EXPORT:
+        raise _mismatch(card, kind, str(weights))
+    reason = None if trust else pt2_unsafe_reason(weights)
+    if reason:
+        raise CheckpointError(f"refusing this torch.export archive: {reason}, so loading it could "
+                              f"run code from the file; {TRUST_HINT}", where=str(weights))
+    try:
+        program = torch.export.load(str(weights))
+        if device.type != "cpu":
+            program = torch.export.passes.move_to_device_pass(program, device)
+        return program.module()
+    except Exception as exc:
+        raise CheckpointError(f"cannot load the torch.export archive: {_first_line(exc)}",
+                              where=str(weights)) from exc
+
+
+def _load_safetensors(card: ModelCard, weights: Path, kind: str, device: torch.device,
+                      trust: bool) -> ModuleLike:
+    if kind != SAFETENSORS:
+        raise _mismatch(card, kind, str(weights))
+    from safetensors.torch import load_file
+
+    module = build_architecture(card)
+    try:
+        state = load_file(str(weights), device="cpu")
+    except Exception as exc:  # safetensors raises its own SafetensorError
+        raise CheckpointError(f"cannot read the safetensors file: {_first_line(exc)}",
+                              where=str(weights)) from exc
+    load_state_dict_strict(module, state, where=str(weights), what=str(card.architecture))
+    return module.to(device).eval()
+
+
+def _load_onnx(card: ModelCard, weights: Path, kind: str, device: torch.device,
+               trust: bool) -> ModuleLike:
+    if kind in (TORCHSCRIPT, EXPORT, SAFETENSORS, "zip"):
+        raise _mismatch(card, kind, str(weights))
+    from benchmark.models.loaders_onnx import load_onnx
+
+    return load_onnx(weights, device)
+
+
+def _refuse_pickle(card: ModelCard, weights: Path) -> CheckpointError:
+    names = [n for n in pickle_globals_of_file(weights)
+             if not is_tensor_global(n) and not n.startswith(("torch.", "<"))]
+    named = f" (it names {', '.join(dict.fromkeys(names[:4]))})" if names else ""
+    said = f", although its card says '{card.format}'" if card.format != "pickle" else ""
+    return CheckpointError(f"the file is a pickled checkpoint{said}; unpickling runs code "
+                           f"from the file{named}. Refused: {TRUST_HINT}", where=str(weights))
+
+
+def _unwrap_state_dict(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj.get(key), Mapping):
+            return obj[key]
+    return obj
+
+
+# torch.save's legacy (non-zip) format opens with this pickled magic number; other raw pickles
+# come from pickle.dump and torch.load would reject them after already running their first object.
+_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+
+
+def _unpickle(weights: Path, device: torch.device) -> object:
+    with weights.open("rb") as fh:
+        head = fh.read(len(_TORCH_LEGACY_MAGIC))
+        if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or head == _TORCH_LEGACY_MAGIC:
+            return torch.load(str(weights), map_location=device, weights_only=False)
+        fh.seek(0)
+        return pickle.load(fh)  # noqa: S301 - the user passed --trust-pickle
+
+
+def _load_pickle(card: ModelCard, weights: Path, device: torch.device) -> ModuleLike:
+    try:
+        obj = _unpickle(weights, device)
+    except Exception as exc:
+        raise CheckpointError(f"cannot unpickle: {_first_line(exc)}", where=str(weights)) from exc
+    if isinstance(obj, torch.nn.Module):
+        return obj.to(device).eval()
+    if isinstance(obj, Mapping) and card.architecture:
+        module = build_architecture(card)
+        load_state_dict_strict(module, _unwrap_state_dict(obj), where=str(weights),
+                               what=card.architecture)
+        return module.to(device).eval()
+    hint = " (a state dict needs an 'architecture' in the card)" if isinstance(obj, Mapping) else ""
+    raise CheckpointError(f"unpickled a {type(obj).__name__}, not a torch.nn.Module{hint}",
+                          where=str(weights))
+
+
+_LOADERS = {
+    "torchscript": _load_torchscript,
+    "export": _load_export,
+    "safetensors": _load_safetensors,
+    "onnx": _load_onnx,
+}
+
+
+def load_module(card: ModelCard, weights: Path, *, trust_pickle: bool = False,
+                device: str | torch.device = "cpu") -> ModuleLike:
+    """A module that maps a preprocessed batch [B, C, H, W] to the card's outputs."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise CheckpointError("no such weights file", where=str(weights))
+    device = torch.device(device)
+    kind = sniff_format(weights)
+    # Whatever the card claims, pickle content follows the pickle rule.
+    if card.format == "pickle" or kind == PICKLE:
+        if not trust_pickle:
+            raise _refuse_pickle(card, weights)
+        return _load_pickle(card, weights, device)
+    return _LOADERS[card.format](card, weights, kind, device, trust_pickle)
