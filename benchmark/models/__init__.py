@@ -1,0 +1,1 @@
+"""Model cards, checkpoint loaders, the loaded-model wrapper and the model registry."""

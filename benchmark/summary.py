@@ -1,0 +1,38 @@
+"""The readable terminal summary of a run."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+HEADLINES = {
+    "subtype": ("accuracy", "balanced_accuracy", "macro_f1", "kappa", "mcc", "macro_auroc", "map",
+                "pneumonia_auroc"),
+}
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def print_summary(console: Console, outcome) -> None:
+    result = outcome.result
+    prov = result["provenance"]
+    bs = prov["bootstrap"]
+    console.print(f"[bold]{result['model']['name']}[/] on [bold]{result['dataset']['name']}[/]: "
+                  f"{result['dataset']['counts']['images']} images, {result['dataset']['counts']['patients']} patients"
+                  f" ({outcome.forward_images} forward passes, cached views: {', '.join(outcome.cached_views) or 'none'})",
+                  markup=False, highlight=False)
+    for suite, body in result["suites"].items():
+        names = HEADLINES.get(suite) or tuple(body["metrics"])[:12]
+        table = Table(title=f"{suite}  (95% CI, {bs['method']} bootstrap over {bs['unit']}s, B={bs['n_resamples']})")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_column("95% CI", justify="right")
+        for name in names:
+            m = body["metrics"].get(name)
+            if m is not None:
+                table.add_row(name, _fmt(m["value"]), escape(f"[{_fmt(m['ci'][0])}, {_fmt(m['ci'][1])}]"))
+        console.print(table)
+    console.print(f"wrote {outcome.run_dir}/result.json, predictions.parquet, report.html", markup=False,
+                  highlight=False)

@@ -1,0 +1,1 @@
+"""Built-in suites: one module per suite, each a pure function of predictions + manifest."""

@@ -1,0 +1,96 @@
+"""`subtype`: fine-grained four-class scores, per-class scores, confusion matrix, study level and
+coarse tasks, each metric with a bootstrap confidence interval (patients resampled when known)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from benchmark.labels import CLASSES, COARSE_TASKS, PROB_COLUMNS
+from benchmark.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
+
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "kappa", "mcc", "macro_auroc", "map")
+
+
+def _stats_fn():
+    from benchmark.stats import classification_stats
+
+    def fn(y, probs, w):
+        return classification_stats(y, probs, w, class_names=CLASSES)
+    return fn
+
+
+def _coarse_fn(task: str):
+    from benchmark.stats import binary_stats
+
+    positive, _ = COARSE_TASKS[task]
+    pos_idx = [CLASSES.index(c) for c in positive]
+
+    def fn(y, probs, w):
+        y01 = np.isin(y, pos_idx).astype(np.int64)
+        score = probs[:, pos_idx].sum(axis=1)
+        return {f"{task}_{k}": v for k, v in binary_stats(y01, score, w).items()}
+    return fn
+
+
+def confusion(y: np.ndarray, pred: np.ndarray) -> list[list[int]]:
+    k = len(CLASSES)
+    return np.bincount(y * k + pred, minlength=k * k).reshape(k, k).tolist()
+
+
+def study_level(frame: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame | None:
+    """Image probabilities averaged per study; None when no study has more than one image."""
+    if "study_id" not in manifest.columns or manifest["study_id"].isna().all():
+        return None
+    studies = manifest.set_index("image_id")["study_id"]
+    f = frame.assign(study_id=frame["image_id"].map(studies))
+    if f["study_id"].isna().any() or f["study_id"].nunique() == len(f):
+        return None
+    agg = {c: "mean" for c in PROB_COLUMNS}
+    agg.update({"label": "first", "patient_id": "first"})
+    return f.groupby("study_id", sort=True).agg(agg).reset_index().rename(columns={"study_id": "image_id"})
+
+
+@register_suite("subtype", views=("clean",),
+                description="4-class accuracy, balanced accuracy, macro-F1, kappa, MCC, AUROC, mAP with CIs")
+def subtype(predictions: pd.DataFrame, manifest: pd.DataFrame, config: SuiteConfig) -> SuiteResult:
+    from benchmark.stats import bootstrap
+
+    frame = view_frame(predictions, "clean")
+    result = SuiteResult()
+    result.metrics.update(_score(frame, config, prefix=""))
+    y, probs = arrays(frame)
+    pred = probs.argmax(axis=1)
+    result.tables["confusion_matrix"] = {"classes": list(CLASSES), "rows_true_cols_pred": confusion(y, pred)}
+    result.tables["per_class"] = [
+        {"class": c, "support": int((y == i).sum()), **{
+            m: result.metrics[f"{m}_{c}"].to_json() for m in ("f1", "recall", "precision", "auroc", "ap")}}
+        for i, c in enumerate(CLASSES)
+    ]
+    clusters = clusters_of(frame)
+    for task in COARSE_TASKS:
+        res = bootstrap(_coarse_fn(task), y, probs, clusters=clusters, config=config.bootstrap)
+        result.metrics.update(res.estimates)
+    studies = study_level(frame, manifest)
+    if studies is not None:
+        result.metrics.update(_score(studies, config, prefix="study_"))
+        result.notes.append(f"study level: {len(studies)} studies, image probabilities averaged per study")
+    result.figures["confusion_matrix"] = _confusion_figure(result.tables["confusion_matrix"]["rows_true_cols_pred"])
+    return result
+
+
+def _score(frame: pd.DataFrame, config: SuiteConfig, *, prefix: str) -> dict:
+    from benchmark.stats import bootstrap
+
+    y, probs = arrays(frame)
+    res = bootstrap(_stats_fn(), y, probs, clusters=clusters_of(frame), config=config.bootstrap)
+    return {f"{prefix}{k}": v for k, v in res.estimates.items()}
+
+
+def _confusion_figure(matrix: list[list[int]]) -> dict:
+    return {
+        "data": [{"type": "heatmap", "z": matrix, "x": list(CLASSES), "y": list(CLASSES),
+                  "colorscale": "Blues", "text": matrix, "texttemplate": "%{text}"}],
+        "layout": {"title": {"text": "Confusion matrix (rows: true, columns: predicted)"},
+                   "xaxis": {"title": {"text": "predicted"}}, "yaxis": {"title": {"text": "true"}, "autorange": "reversed"},
+                   "height": 420, "width": 520},
+    }
