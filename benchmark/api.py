@@ -35,6 +35,8 @@ class RunRequest:
     trust_pickle: bool = False
     cache_dir: Path | None = None
     progress: bool = True
+    group_by: str = "site"            # the grouping column for per-group suites
+    options: tuple[tuple[str, str], ...] = ()  # suite-specific KEY=VALUE options
 
 
 @dataclass
@@ -72,7 +74,7 @@ def run(req: RunRequest) -> RunOutcome:
     from benchmark.report import write_report
 
     write_predictions(run_dir, predictions)  # saved before any suite runs: nothing computed is lost
-    config = SuiteConfig(bootstrap=bcfg, seed=req.seed)
+    config = SuiteConfig(bootstrap=bcfg, seed=req.seed, group_by=req.group_by, options=dict(req.options))
     suite_results: dict[str, Any] = {}
     timings: dict[str, float] = {"predict_s": round(t_predict, 3)}
     for s in suites:
@@ -203,6 +205,16 @@ def _git_commit() -> str | None:
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def parse_options(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise CxrbenchError(f"expected KEY=VALUE, got {item!r}", where="--option")
+        out.append((key.strip(), value.strip()))
+    return tuple(out)
 
 
 # --- other commands ---------------------------------------------------------------------------

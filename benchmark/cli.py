@@ -35,6 +35,8 @@ def run_cmd(
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Score an existing predictions file."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickled checkpoints (runs their code)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Prediction cache (default: ~/.cache/cxrbench)."),
+    group_by: str = typer.Option("site", "--group-by", help="Manifest column for per-group metrics."),
+    option: list[str] = typer.Option([], "--option", help="Suite option KEY=VALUE (repeatable)."),
 ) -> None:
     """Evaluate a model on a dataset and write result.json, predictions.parquet and report.html."""
     from benchmark import api
@@ -44,7 +46,7 @@ def run_cmd(
         model=model, data=data, suites=tuple(s.strip() for s in suites.split(",") if s.strip()) if suites else None,
         out=out_dir, device=device, batch_size=batch_size, workers=workers, seed=seed, bootstrap=bootstrap,
         ci_method=ci_method, predictions=predictions, trust_pickle=trust_pickle, cache_dir=cache_dir,
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty(), group_by=group_by, options=api.parse_options(option),
     )
     outcome = api.run(req)
     print_summary(out, outcome)

@@ -4,7 +4,7 @@ Suites never call a model. They declare the views they need; the runner computes
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ class SuiteConfig:
     bootstrap: Any  # benchmark.stats.BootstrapConfig
     seed: int = 0
     group_by: str = "site"
+    options: Mapping[str, str] = field(default_factory=dict)  # suite-specific, from `--option KEY=VALUE`
 
 
 @dataclass
