@@ -12,6 +12,7 @@ import pandas as pd
 
 from benchmark import METRIC_CODE_VERSION, __version__
 from benchmark.errors import CxrbenchError
+from benchmark.hashing import sha256_file
 from benchmark.labels import CLASSES, PROB_COLUMNS
 
 DEFAULT_SUITES = ("subtype",)
@@ -101,19 +102,17 @@ def run(req: RunRequest) -> RunOutcome:
 def _from_model(req: RunRequest, views: list[str]):
     from benchmark.data.dataset import resolve_dataset
     from benchmark.models.resolve import resolve_model
-    from benchmark.runner import pick_device, predict_views
+    from benchmark.runner import predict_views
     from benchmark.store import PredictionStore, default_cache_dir
-    from benchmark.views import parse_view
 
     if req.batch_size < 1:
         raise CxrbenchError("must be 1 or more", where="--batch-size")
     if req.workers < 0:
         raise CxrbenchError("must be 0 or more", where="--workers")
     dataset = resolve_dataset(req.data)
-    device = pick_device(req.device)
-    model = resolve_model(req.model, trust_pickle=req.trust_pickle, device=device)
+    model = resolve_model(req.model, trust_pickle=req.trust_pickle)
     store = PredictionStore((req.cache_dir or default_cache_dir()) / "predictions")
-    probs, stats = predict_views(model, dataset, [parse_view(v) for v in views], store=store,
+    probs, stats = predict_views(model, dataset, views, store=store, device=req.device,
                                  batch_size=req.batch_size, workers=req.workers, seed=req.seed,
                                  progress=req.progress)
     table = dataset.table
@@ -127,7 +126,7 @@ def _from_model(req: RunRequest, views: list[str]):
     model_info = {"name": model.card.name, "sha256": model.sha256, "card": model.card.to_json(),
                   "spec": req.model or "reference"}
     return (predictions, table, model_info, _dataset_info(dataset.name, dataset.manifest.sha256, table),
-            str(device), stats.forward_images, stats.cached_views)
+            stats.device, stats.forward_images, stats.cached_views)
 
 
 def _from_predictions(req: RunRequest, views: list[str]):
@@ -147,7 +146,7 @@ def _from_predictions(req: RunRequest, views: list[str]):
 
         manifest = resolve_dataset(req.data).table
     name = Path(req.predictions).stem
-    model_info = {"name": name, "sha256": _file_sha256(Path(req.predictions)), "card": None,
+    model_info = {"name": name, "sha256": sha256_file(Path(req.predictions)), "card": None,
                   "spec": f"predictions:{req.predictions}"}
     data_name = Path(req.data).stem if req.data else f"{name}-data"
     return (predictions, manifest, model_info, _dataset_info(data_name, table_sha256(manifest), manifest),
@@ -179,16 +178,6 @@ def _new_run_dir(out: Path, model: str, data: str, started: datetime) -> Path:
         run_dir = base.with_name(f"{base.name}-{k}")
     run_dir.mkdir(parents=True)
     return run_dir
-
-
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _request_json(req: RunRequest) -> dict[str, Any]:

@@ -290,3 +290,19 @@ def load_card(checkpoint: Path) -> tuple[ModelCard, Path]:
     else:
         weights = checkpoint
     return read_card(card_path), weights
+
+
+def preprocessing_key(card: ModelCard) -> str:
+    """Everything that changes what the model is fed; equal keys can share prepared images."""
+    spec = card.input
+    return json.dumps({"size": list(spec.size), "channels": spec.channels, "mean": list(spec.mean),
+                       "std": list(spec.std), "keep_aspect": spec.keep_aspect},
+                      sort_keys=True, separators=(",", ":"))
+
+
+def model_fingerprint(card: ModelCard, weights_sha256: str) -> str:
+    """Weights and card together: editing the card's classes or input changes predictions too."""
+    import hashlib
+
+    text = json.dumps(card.to_json(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{weights_sha256}\n{text}".encode()).hexdigest()

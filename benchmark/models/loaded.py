@@ -1,8 +1,6 @@
 """A model ready for the runner: card + module, fed canonical images, returning canonical probabilities."""
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,21 +8,13 @@ import numpy as np
 import torch
 
 from benchmark.errors import ModelOutputError
+from benchmark.hashing import sha256_file
 from benchmark.labels import CLASSES
-from benchmark.models.card import ModelCard, load_card
+from benchmark.models.card import ModelCard, load_card, model_fingerprint, preprocessing_key
 from benchmark.models.loaders import ModuleLike, load_module
 
-_CHUNK = 1 << 20
 # How far a row of a "probabilities" output may stray from summing to 1 (float16 models included).
 PROB_SUM_TOLERANCE = 1e-3
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _prepare(module: ModuleLike, device: torch.device) -> ModuleLike:
@@ -69,16 +59,10 @@ class LoadedModel:
     # ------------------------------------------------------------ inputs
 
     def preprocessing_key(self) -> str:
-        """Everything that changes what the model is fed; equal keys can share prepared images."""
-        spec = self.card.input
-        return json.dumps({"size": list(spec.size), "channels": spec.channels, "mean": list(spec.mean),
-                           "std": list(spec.std), "keep_aspect": spec.keep_aspect},
-                          sort_keys=True, separators=(",", ":"))
+        return preprocessing_key(self.card)
 
     def fingerprint(self) -> str:
-        """Weights and card together: editing the card's classes or input changes predictions too."""
-        card = json.dumps(self.card.to_json(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(f"{self.sha256}\n{card}".encode()).hexdigest()
+        return model_fingerprint(self.card, self.sha256)
 
     def preprocess(self, batch: torch.Tensor) -> torch.Tensor:
         """[B, 1, H, W] canonical images in [0, 1] at card.input.size -> the model's input."""

@@ -71,7 +71,7 @@ def _build_timm(name: str, card: ModelCard) -> torch.nn.Module:
 # "cxrbench:<name>" -> "module:function(num_classes, in_chans)" inside this distribution. A fixed
 # table, never an import path taken from the card: cards come from untrusted submitters.
 CXRBENCH_ARCHITECTURES: dict[str, str] = {
-    "small_cnn": "benchmark.models.reference:build_small_cnn",
+    "small_cnn": "benchmark.models.small_cnn:build_small_cnn",
 }
 
 

@@ -1,23 +1,67 @@
-"""Turn a model spec (a registered name or a checkpoint path) into a LoadedModel."""
+"""Turn a model spec (a registered name or a checkpoint path) into a ModelRef.
+
+A ModelRef knows the card and the weights' hash, which is all the prediction cache needs; the module
+itself (and torch) is loaded only when a forward pass has to run.
+"""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import Any
 
 from benchmark.errors import CheckpointError
+from benchmark.models.card import ModelCard, load_card, model_fingerprint, preprocessing_key
 from benchmark.registry import MODELS
 
 
-def resolve_model(spec: str | None, *, trust_pickle: bool = False, device: torch.device | str = "cpu"):
-    spec = spec or "reference"
-    path = Path(spec)
-    if path.exists():
+@dataclass
+class ModelRef:
+    card: ModelCard
+    sha256: str
+    weights_path: Path | None
+    _load: Callable[[Any], Any]
+    _loaded: Any = None
+
+    def fingerprint(self) -> str:
+        return model_fingerprint(self.card, self.sha256)
+
+    def preprocessing_key(self) -> str:
+        return preprocessing_key(self.card)
+
+    def load(self, device: Any):
+        """The LoadedModel, loaded once."""
+        if self._loaded is None:
+            self._loaded = self._load(device)
+        return self._loaded
+
+
+def _file_ref(path: Path, *, trust_pickle: bool) -> ModelRef:
+    from benchmark.hashing import sha256_file
+
+    card, weights = load_card(path)
+
+    def load(device: Any):
         from benchmark.models.loaded import load_model_file
 
         return load_model_file(path, trust_pickle=trust_pickle, device=device)
+
+    return ModelRef(card, sha256_file(weights), weights, load)
+
+
+def resolve_model(spec: str | None, *, trust_pickle: bool = False) -> ModelRef:
+    """A checkpoint path, or a registered name whose factory returns a checkpoint path or a
+    LoadedModel (for plugins that build their model in memory)."""
+    spec = spec or "reference"
+    path = Path(spec)
+    if path.exists():
+        return _file_ref(path, trust_pickle=trust_pickle)
     if spec in MODELS:
-        return MODELS.get(spec)(device=device, trust_pickle=trust_pickle)
+        target = MODELS.get(spec)(trust_pickle=trust_pickle)
+        if isinstance(target, str | Path):
+            return _file_ref(Path(target), trust_pickle=trust_pickle)
+        return ModelRef(target.card, target.sha256, getattr(target, "weights_path", None),
+                        lambda device: target, target)
     if path.suffix or "/" in spec:
         raise CheckpointError("checkpoint not found", where=spec)
     raise CheckpointError(

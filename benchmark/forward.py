@@ -1,0 +1,131 @@
+"""Forward passes: decode, letterbox, apply views on the model's device, store each finished batch.
+
+Each image is decoded and resized once per batch; every view that still lacks predictions for those
+rows is applied to the same batch. Only `benchmark.runner` calls this module, and only when the
+prediction store lacks something.
+"""
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from benchmark.data.dataset import Dataset
+from benchmark.errors import CxrbenchError, DataError
+from benchmark.views import BatchContext, parse_view
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested and requested != "auto":
+        try:
+            device = torch.device(requested)
+        except RuntimeError as exc:
+            raise CxrbenchError(f"unknown device {requested!r}", where="--device") from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise CxrbenchError("CUDA was requested but no GPU is available", where="--device")
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def image_seed(run_seed: int, image_id: str) -> int:
+    """A per-image seed that does not depend on batch size, order or sharding."""
+    return zlib.crc32(f"{run_seed}:{image_id}".encode()) & 0x7FFFFFFF
+
+
+class _Prepared(TorchDataset):
+    """Decodes row i to the model's input geometry. Errors travel as strings, so the main process can
+    report them as one line after saving every batch before them."""
+
+    def __init__(self, dataset: Dataset, rows: np.ndarray, size: tuple[int, int], keep_aspect: bool,
+                 with_masks: bool):
+        self.dataset, self.rows, self.size = dataset, rows, tuple(size)
+        self.keep_aspect, self.with_masks = keep_aspect, with_masks
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, k: int):
+        from benchmark.data.geometry import letterbox, resize_image, resize_mask
+
+        i = int(self.rows[k])
+        h, w = self.size
+        try:
+            img = self.dataset.source.image(i)
+            lb = letterbox(img.shape, (h, w), keep_aspect=self.keep_aspect)
+            out = torch.from_numpy(np.ascontiguousarray(resize_image(img, lb), dtype=np.float32))[None]
+            mask = torch.zeros((1, h, w), dtype=torch.bool)
+            if self.with_masks:
+                m = self.dataset.source.lung_mask(i)
+                if m is not None:
+                    mask = torch.from_numpy(resize_mask(m, lb))[None]
+            return i, out, mask, ""
+        except CxrbenchError as exc:
+            return i, torch.zeros((1, h, w)), torch.zeros((1, h, w), dtype=torch.bool), f"row {i + 2}: {exc}"
+        except Exception as exc:  # a decoder bug must still name its row
+            return i, torch.zeros((1, h, w)), torch.zeros((1, h, w), dtype=torch.bool), (
+                f"row {i + 2}: cannot decode image ({type(exc).__name__}: {exc})")
+
+
+def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batch_size, workers, seed, progress,
+            stats) -> None:
+    """Compute the views named in `todo` for the rows in `missing`, writing each batch to its entry."""
+    views = [(spec, parse_view(spec)) for spec in todo]
+    card_in = model.card.input
+    with_masks = any(v.needs_masks for _, v in views)
+    prepared = _Prepared(dataset, missing, card_in.size, card_in.keep_aspect, with_masks)
+    loader = DataLoader(prepared, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        pin_memory=model.device.type == "cuda", persistent_workers=False)
+    ids = dataset.table["image_id"].to_numpy()
+    bar = _progress(progress, len(missing), f"{model.card.name} on {dataset.name}")
+    try:
+        for rows, images, masks, errors in loader:
+            bad = [e for e in errors if e]
+            if bad:
+                raise DataError(bad[0], where=_where(dataset))
+            rows_np = rows.numpy()
+            images = images.to(model.device, non_blocking=True)
+            ctx = BatchContext(
+                rows=rows,
+                seeds=torch.tensor([image_seed(seed, ids[i]) for i in rows_np], dtype=torch.int64),
+                lung_masks=masks.to(model.device) if with_masks else None,
+            )
+            for spec, view in views:
+                need = ~done[spec][rows_np]
+                if not need.any():
+                    continue
+                with _autocast(model.device):
+                    probs = model.predict(view.apply(images, ctx))
+                entries[spec].write_chunk(rows_np[need], np.asarray(probs)[need])
+                stats.forward_images += int(need.sum())
+            if bar:
+                bar[0].advance(bar[1], len(rows_np))
+    finally:
+        if bar:
+            bar[0].stop()
+
+
+def _where(dataset: Dataset) -> str:
+    root = dataset.manifest.root
+    return str(root / "manifest.csv") if root else dataset.name
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _progress(enabled: bool, total: int, label: str):
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn(), transient=True)
+    task = bar.add_task(label, total=total)
+    bar.start()
+    return bar, task
