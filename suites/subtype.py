@@ -57,7 +57,8 @@ def subtype(predictions: pd.DataFrame, manifest: pd.DataFrame, config: SuiteConf
 
     frame = view_frame(predictions, "clean")
     result = SuiteResult()
-    result.metrics.update(_score(frame, config, prefix=""))
+    metrics, adequacy_rows = _score(frame, config, prefix="")
+    result.metrics.update(metrics)
     y, probs = arrays(frame)
     pred = probs.argmax(axis=1)
     result.tables["confusion_matrix"] = {"classes": list(CLASSES), "rows_true_cols_pred": confusion(y, pred)}
@@ -72,18 +73,32 @@ def subtype(predictions: pd.DataFrame, manifest: pd.DataFrame, config: SuiteConf
         result.metrics.update(res.estimates)
     studies = study_level(frame, manifest)
     if studies is not None:
-        result.metrics.update(_score(studies, config, prefix="study_"))
+        metrics, rows = _score(studies, config, prefix="study_")
+        result.metrics.update(metrics)
+        adequacy_rows += rows
         result.notes.append(f"study level: {len(studies)} studies, image probabilities averaged per study")
+    if adequacy_rows:
+        result.tables["sample_size_adequacy"] = adequacy_rows
+        result.notes.append(
+            "sample-size adequacy: detectable_difference is the smallest difference between two models "
+            "that a paired comparison on this test set would detect with 80% power at alpha 0.05 (SE of a "
+            "difference taken as the bootstrap SD for models correlated at rho = 0.5)")
     result.figures["confusion_matrix"] = _confusion_figure(result.tables["confusion_matrix"]["rows_true_cols_pred"])
     return result
 
 
-def _score(frame: pd.DataFrame, config: SuiteConfig, *, prefix: str) -> dict:
-    from benchmark.stats import bootstrap
+def _score(frame: pd.DataFrame, config: SuiteConfig, *, prefix: str) -> tuple[dict, list[dict]]:
+    """Estimates with CIs, and the sample-size adequacy of the headline metrics."""
+    from benchmark.stats import adequacy, bootstrap
 
     y, probs = arrays(frame)
     res = bootstrap(_stats_fn(), y, probs, clusters=clusters_of(frame), config=config.bootstrap)
-    return {f"{prefix}{k}": v for k, v in res.estimates.items()}
+    rows = []
+    if config.bootstrap.n_resamples >= 2:
+        ad = adequacy(res, names=HEADLINE)
+        rows = [{"metric": f"{prefix}{m}", "ci_half_width": ad[f"ci_half_width_{m}"],
+                 "detectable_difference": ad[f"mdd_{m}"]} for m in HEADLINE]
+    return {f"{prefix}{k}": v for k, v in res.estimates.items()}, rows
 
 
 def _confusion_figure(matrix: list[list[int]]) -> dict:

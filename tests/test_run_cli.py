@@ -53,6 +53,8 @@ def test_run_writes_result_predictions_and_report(capsys, tmp_path, synth_dir, c
     m = result["suites"]["subtype"]["metrics"]["macro_f1"]
     assert m["ci"][0] <= m["value"] <= m["ci"][1]
     assert result["provenance"]["bootstrap"]["unit"] == "patient"
+    adequacy = {r["metric"]: r for r in result["suites"]["subtype"]["tables"]["sample_size_adequacy"]}
+    assert 0 < adequacy["macro_f1"]["ci_half_width"] < adequacy["macro_f1"]["detectable_difference"]
     preds = pd.read_parquet(run_dir / "predictions.parquet")
     assert list(preds.columns) == ["image_id", "view", "label", "patient_id", "site", *PROB_COLUMNS]
     assert set(preds["view"]) == {"clean"} and len(preds) == result["dataset"]["counts"]["images"]

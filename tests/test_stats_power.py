@@ -68,3 +68,23 @@ def test_bad_arguments():
         detectable_difference(STATS, y, probs, config=CFG, rho=1.0)
     with pytest.raises(CxrbenchError):
         units_needed(float("nan"), 10, 0.1)
+
+
+def test_adequacy_from_an_existing_bootstrap_equals_detectable_difference():
+    from functools import partial
+
+    from benchmark.stats import BootstrapConfig, adequacy, bootstrap, classification_stats, detectable_difference
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 4, 300)
+    probs = rng.dirichlet(np.ones(4), 300)
+    probs[np.arange(300), y] += 0.3
+    probs /= probs.sum(1, keepdims=True)
+    fn = partial(classification_stats, class_names=("a", "b", "c", "d"))
+    cfg = BootstrapConfig(n_resamples=200, seed=1)
+    full = detectable_difference(fn, y, probs, config=cfg)
+    reused = adequacy(bootstrap(fn, y, probs, config=cfg), names=("accuracy", "macro_auroc"))
+    assert set(reused) == {"mdd_accuracy", "ci_half_width_accuracy", "mdd_macro_auroc", "ci_half_width_macro_auroc"}
+    for k, v in reused.items():
+        assert v == pytest.approx(full[k], rel=1e-12)
+    assert 0 < reused["ci_half_width_accuracy"] < reused["mdd_accuracy"]

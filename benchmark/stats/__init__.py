@@ -15,7 +15,7 @@ from benchmark.stats.bootstrap import (
 from benchmark.stats.contingency import McNemarResult, adjust_pvalues, mcnemar_exact
 from benchmark.stats.delong import DeLongResult, auc_covariance, delong_test
 from benchmark.stats.paired import PairedEstimate, paired_bootstrap, paired_replicates
-from benchmark.stats.power import detectable_difference, units_needed
+from benchmark.stats.power import adequacy, detectable_difference, units_needed
 from benchmark.stats.resample import draw_counts, jackknife_groups, make_units
 from benchmark.stats.weighted import (
     StatFn,

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.stats import norm
 
 from benchmark.errors import CxrbenchError
-from benchmark.stats.bootstrap import DEFAULT_CONFIG, BootstrapConfig, bootstrap
+from benchmark.stats.bootstrap import DEFAULT_CONFIG, BootstrapConfig, BootstrapResult, bootstrap
 from benchmark.stats.paired import paired_replicates
 from benchmark.stats.weighted import StatFn
 
@@ -41,16 +41,28 @@ def detectable_difference(stat_fn: StatFn, y, probs, *, probs_b=None, clusters=N
         raise CxrbenchError(f"expected alpha and power in (0, 1), found {alpha!r}, {power!r}", where="power")
     if not -1.0 <= rho < 1.0:
         raise CxrbenchError(f"expected a correlation in [-1, 1), found {rho!r}", where="rho")
-    factor = float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
     single = bootstrap(stat_fn, y, probs, clusters=clusters, strata=strata, config=config)
+    se = None
     if probs_b is not None:
         diffs = paired_replicates(stat_fn, y, probs, probs_b, clusters=clusters, strata=strata, config=config)
         se = {k: _sd(d) for k, d in diffs.items()}
-    else:
-        se = {k: math.sqrt(2.0 * (1.0 - rho)) * _sd(single.replicates(k)) for k in single.estimates}
+    return adequacy(single, diff_se=se, power=power, alpha=alpha, rho=rho)
+
+
+def adequacy(single: BootstrapResult, *, diff_se: dict[str, float] | None = None, power: float = 0.8,
+             alpha: float = 0.05, rho: float = 0.5, names=None) -> dict[str, float]:
+    """`mdd_<m>` and `ci_half_width_<m>` from a bootstrap already computed (no new resampling).
+
+    Without `diff_se` (the paired bootstrap SD of a difference) the SE of a difference between two
+    models is taken as sqrt(2 (1 - rho)) times the single-model bootstrap SD.
+    """
+    factor = float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
     out: dict[str, float] = {}
     for name, est in single.estimates.items():
-        out[f"mdd_{name}"] = factor * se[name]
+        if names is not None and name not in names:
+            continue
+        se = diff_se[name] if diff_se is not None else math.sqrt(2.0 * (1.0 - rho)) * _sd(single.replicates(name))
+        out[f"mdd_{name}"] = factor * se
         out[f"ci_half_width_{name}"] = (est.ci[1] - est.ci[0]) / 2.0
     return out
 
