@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from benchmark.results import atomic_write_text
+from benchmark.results import atomic_write_text, json_safe
 
 
 def _fmt(x: Any) -> str:
@@ -20,7 +21,7 @@ def metric_cell(m: dict[str, Any]) -> str:
 
 def script_json(obj: Any) -> str:
     """JSON that is safe inside a <script> element (no early `</script>`, no HTML comment)."""
-    return (json.dumps(obj, allow_nan=False).replace("<", "\\u003c").replace(">", "\\u003e")
+    return (json.dumps(json_safe(obj), allow_nan=False).replace("<", "\\u003c").replace(">", "\\u003e")
             .replace("&", "\\u0026"))
 
 
@@ -37,6 +38,20 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def _images(fig: dict[str, Any]) -> str:
+    """A figure of type "images": {"title", "images": [{"caption", "png_base64"}]}, as a grid of
+    inline PNGs; anything that is not plain base64 is left out rather than written into the page."""
+    cells = "".join(
+        f"<figure><img alt='{escape(str(im.get('caption', '')))}' src='data:image/png;base64,{im['png_base64']}'>"
+        f"<figcaption>{escape(str(im.get('caption', '')))}</figcaption></figure>"
+        for im in fig.get("images", []) if isinstance(im, dict) and isinstance(im.get("png_base64"), str)
+        and _BASE64.fullmatch(im["png_base64"]))
+    return f"<p>{escape(str(fig.get('title', '')))}</p><div class=gallery>{cells}</div>"
+
+
 def _suite_section(name: str, body: dict[str, Any], figures: list[tuple[str, dict]]) -> str:
     metrics = body.get("metrics", {})
     rows = [{"metric": k, "value [95% CI]": v} for k, v in metrics.items()]
@@ -47,6 +62,9 @@ def _suite_section(name: str, body: dict[str, Any], figures: list[tuple[str, dic
         if isinstance(table, list) and table and isinstance(table[0], dict):
             parts.append(f"<h3>{escape(tname)}</h3>{_table(table)}")
     for fname, fig in body.get("figures", {}).items():
+        if isinstance(fig, dict) and fig.get("type") == "images":
+            parts.append(f"<h3>{escape(fname)}</h3>{_images(fig)}")
+            continue
         div = f"fig-{len(figures)}"
         figures.append((div, fig))
         parts.append(f"<h3>{escape(fname)}</h3><div class=fig id='{div}'></div>")
@@ -57,7 +75,9 @@ def _suite_section(name: str, body: dict[str, Any], figures: list[tuple[str, dic
 CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f3f3f3}.ci{color:#666;font-size:.9em}.note{color:#444;font-style:italic}
-dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}"""
+dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}dt{font-weight:600}
+.gallery{display:flex;flex-wrap:wrap;gap:.4em}.gallery figure{margin:0;text-align:center;font-size:.8em}
+.gallery img{image-rendering:pixelated;width:112px;border:1px solid #ccc}"""
 
 
 def render_report(result: dict[str, Any]) -> str:

@@ -21,14 +21,14 @@ TOP_LEVEL = ("schema", "model", "dataset", "suites", "provenance")
 PREDICTION_COLUMNS = ("image_id", "view", "label", "patient_id", "site", *PROB_COLUMNS)
 
 
-def _clean(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """JSON-safe: numpy scalars to Python, NaN/inf to None (JSON has neither)."""
     if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
+        return json_safe(obj.tolist())
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -47,7 +47,7 @@ def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
     if problems:
         raise CxrbenchError(f"refusing to write an invalid result: {problems[0]}", where=str(run_dir))
     path = run_dir / "result.json"
-    atomic_write_text(path, json.dumps(_clean(result), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
     return path
 
 

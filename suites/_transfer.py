@@ -45,14 +45,15 @@ def temperature_transfer_fn(groups: Groups, n_bins: int):
 def sensitivity_threshold(score: np.ndarray, w: np.ndarray, target: float) -> np.ndarray:
     """Per weight row, the highest threshold t with weighted sensitivity P(score >= t | positive) >=
     target, from the positives' scores and weights w[b, n_pos]; NaN without positive weight."""
+    if len(score) == 0:  # a group with no positive image has no sensitivity to hold
+        return np.full(w.shape[0], np.nan)
     order = np.argsort(-score, kind="stable")
     s = score[order]
     cum = np.cumsum(w[:, order], axis=1)
-    total = cum[:, -1] if cum.shape[1] else np.zeros(w.shape[0])
+    total = cum[:, -1]
     # First position where the covered weight reaches the target (a small slack absorbs rounding).
     k = np.argmax(cum >= target * total[:, None] - 1e-9 * np.maximum(total[:, None], 1.0), axis=1)
-    out = s[k] if len(s) else np.full(w.shape[0], np.nan)
-    return np.where(total > 0, out, np.nan)
+    return np.where(total > 0, s[k], np.nan)
 
 
 def _rate(hit: np.ndarray, w: np.ndarray) -> np.ndarray:

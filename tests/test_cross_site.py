@@ -295,3 +295,12 @@ def test_report_shows_reliability_diagrams_and_per_site_error_bars(shortcut_runs
     for heading in ("reliability_diagram", "per_group_metrics", "ece_per_group", "site_probe",
                     "operating_point_transfer", "temperature_transfer"):
         assert heading in html
+
+
+def test_sensitivity_threshold_of_a_group_without_positives_is_undefined():
+    from suites._transfer import sensitivity_threshold
+
+    out = sensitivity_threshold(np.zeros(0), np.ones((3, 0)), 0.9)
+    assert out.shape == (3,) and np.isnan(out).all()
+    out = sensitivity_threshold(np.array([0.9, 0.5, 0.1]), np.ones((1, 3)), 0.6)
+    assert out[0] == 0.5  # the highest threshold keeping 2 of 3 positives

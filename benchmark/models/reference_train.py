@@ -62,7 +62,7 @@ def train(out: Path, *, spec: str = TRAIN_SYNTH, epochs: int = 12, seed: int = 0
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         model.eval()
         with torch.inference_mode():
             pred = model(xt[val]).argmax(1).numpy()
