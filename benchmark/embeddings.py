@@ -14,20 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.views import CleanView
-
 EMBEDDING_VIEW = "embedding"
 FILE_NAME = "embeddings.npz"
-
-
-class EmbeddingView(CleanView):
-    """The clean image, answered with the model's pooled features instead of its probabilities."""
-
-    name = EMBEDDING_VIEW
-
-    def answer(self, model, batch) -> np.ndarray:
-        feats = model.embed(batch)
-        return np.zeros((batch.shape[0], 0)) if feats is None else np.asarray(feats, dtype=np.float64)
 
 
 def embedding_frame(image_ids, values: np.ndarray) -> pd.DataFrame | None:

@@ -8,6 +8,13 @@ from rich.table import Table
 HEADLINES = {
     "subtype": ("accuracy", "balanced_accuracy", "macro_f1", "kappa", "mcc", "macro_auroc", "map",
                 "pneumonia_auroc"),
+    "calibration": ("ece", "ece_adaptive", "classwise_ece", "mce", "brier", "nll", "temperature", "ece_ts"),
+    "cross_site": ("worst_site_balanced_accuracy", "site_gap_balanced_accuracy", "worst_site_macro_f1",
+                   "site_gap_macro_f1", "worst_site_ece", "site_auroc", "site_auroc_label_only",
+                   "site_auroc_excess", "op_transfer_worst_sensitivity"),
+    "shortcut": ("clean_balanced_accuracy", "no_lung_retention", "only_lung_retention", "random_area_retention",
+                 "border_retention", "corners_retention"),
+    "robustness": ("clean_macro_f1", "robust_macro_f1", "robust_macro_f1_drop"),
 }
 
 
@@ -19,10 +26,10 @@ def print_summary(console: Console, outcome) -> None:
     result = outcome.result
     prov = result["provenance"]
     bs = prov["bootstrap"]
-    console.print(f"[bold]{result['model']['name']}[/] on [bold]{result['dataset']['name']}[/]: "
+    console.print(f"[bold]{escape(result['model']['name'])}[/] on [bold]{escape(result['dataset']['name'])}[/]: "
                   f"{result['dataset']['counts']['images']} images, {result['dataset']['counts']['patients']} patients"
-                  f" ({outcome.forward_images} forward passes, cached views: {', '.join(outcome.cached_views) or 'none'})",
-                  markup=False, highlight=False)
+                  f" ({outcome.forward_images} forward passes, cached views: "
+                  f"{escape(', '.join(outcome.cached_views) or 'none')})", highlight=False)
     for suite, body in result["suites"].items():
         names = HEADLINES.get(suite) or tuple(body["metrics"])[:12]
         table = Table(title=f"{suite}  (95% CI, {bs['method']} bootstrap over {bs['unit']}s, B={bs['n_resamples']})")
@@ -32,7 +39,7 @@ def print_summary(console: Console, outcome) -> None:
         for name in names:
             m = body["metrics"].get(name)
             if m is not None:
-                table.add_row(name, _fmt(m["value"]), escape(f"[{_fmt(m['ci'][0])}, {_fmt(m['ci'][1])}]"))
+                table.add_row(escape(name), _fmt(m["value"]), escape(f"[{_fmt(m['ci'][0])}, {_fmt(m['ci'][1])}]"))
         console.print(table)
     console.print(f"wrote {outcome.run_dir}/result.json, predictions.parquet, report.html", markup=False,
                   highlight=False)

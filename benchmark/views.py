@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from benchmark.errors import CxrbenchError
@@ -55,3 +56,14 @@ def parse_view(spec: str) -> View:
         return factory(param if sep else None)
     except (TypeError, ValueError) as exc:
         raise CxrbenchError(f"view {spec!r}: bad parameter ({exc})", where="views") from exc
+
+
+class EmbeddingView(CleanView):
+    """The clean image, answered with the model's pooled features instead of its probabilities
+    (benchmark.embeddings)."""
+
+    name = "embedding"
+
+    def answer(self, model, batch) -> np.ndarray:
+        feats = model.embed(batch)
+        return np.zeros((batch.shape[0], 0)) if feats is None else np.asarray(feats, dtype=np.float64)

@@ -112,3 +112,17 @@ def test_list_and_help_through_the_console_script():
     assert out.returncode == 0 and "reference" in out.stdout
     out = subprocess.run([sys.executable, "-m", "benchmark.cli", "list", "suites"], capture_output=True, text=True)
     assert "subtype" in out.stdout
+
+
+def test_cached_rerun_loads_no_model_and_imports_no_torch(tmp_path, synth_dir, ckpt):
+    from benchmark import api
+
+    req = api.RunRequest(model=str(ckpt), data=str(synth_dir / "manifest.csv"), out=tmp_path / "runs",
+                         bootstrap=50, progress=False)
+    assert api.run(req).forward_images > 0
+    code = ("import sys; from pathlib import Path; from benchmark import api; "
+            f"o = api.run(api.RunRequest(model={str(ckpt)!r}, data={str(synth_dir / 'manifest.csv')!r}, "
+            f"out=Path({str(tmp_path / 'runs')!r}), bootstrap=50, progress=False)); "
+            "print(o.forward_images, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "False"]
