@@ -74,7 +74,7 @@ def calibration(predictions: pd.DataFrame, manifest: pd.DataFrame, config: Suite
     if _usable(part, frame, result):
         after = _temperature_scaling(frame, y, probs, part, n_bins, config, result)
         curves = {"all images, as predicted": before, **after}
-    result.figures["reliability_diagram"] = reliability_figure(curves, f"Reliability ({n_bins} equal-width bins)")
+    result.figures["reliability_diagram"] = reliability_figure(curves, f"Reliability diagram ({n_bins} equal-width bins)")
     result.figures["confidence_histogram"] = confidence_histogram(curves, "Top-label confidence")
     return result
 

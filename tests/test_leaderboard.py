@@ -166,7 +166,7 @@ def test_entry_page_sections(site):
     figs = json.loads(re.search(r"id='cxr-figures'>(.*?)</script>", alpha, re.DOTALL).group(1))
     titles = [f["layout"].get("title", {}).get("text", "") for f in figs]
     assert any("Confusion matrix" in t for t in titles)
-    assert any(t.startswith("Reliability diagram") for t in titles)  # drawn from predictions
+    assert any(t.startswith("Reliability diagram") for t in titles)  # the suite's, or drawn from predictions
     assert any("per site" in t for t in titles)
     assert "<h4>per_class</h4>" in alpha and "true \\ predicted" in alpha
     assert "The shortcut suite was not run" in alpha and "The robustness suite was not run" in alpha
