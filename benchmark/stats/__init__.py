@@ -39,6 +39,7 @@ __all__ = [
     "calibration_stats",
     "classification_stats",
     "delong_test",
+    "adequacy",
     "detectable_difference",
     "draw_counts",
     "jackknife_groups",

@@ -5,8 +5,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from statsmodels.stats.contingency_tables import mcnemar
-from statsmodels.stats.multitest import multipletests
 
 from benchmark.errors import CxrbenchError
 from benchmark.stats.bootstrap import json_float
@@ -42,6 +40,8 @@ def mcnemar_exact(correct_a, correct_b) -> McNemarResult:
 
     Images are assumed independent; with several images per patient prefer the paired bootstrap.
     """
+    from statsmodels.stats.contingency_tables import mcnemar  # statsmodels is slow to import
+
     a = _bool_vector(correct_a, "correct_a")
     b = _bool_vector(correct_b, "correct_b")
     if a.shape != b.shape:
@@ -54,6 +54,8 @@ def mcnemar_exact(correct_a, correct_b) -> McNemarResult:
 def adjust_pvalues(pvalues, method: str = "holm") -> np.ndarray:
     """Family-wise (Holm) or false-discovery-rate (Benjamini-Hochberg, "fdr_bh") adjusted p-values,
     via statsmodels `multipletests`. NaN entries stay NaN and are left out of the family."""
+    from statsmodels.stats.multitest import multipletests
+
     if method not in ADJUST_METHODS:
         raise CxrbenchError(f"expected one of {list(ADJUST_METHODS)}, found {method!r}", where="method")
     p = np.asarray(pvalues, dtype=np.float64)

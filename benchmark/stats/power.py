@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri  # the normal quantile; lighter to import than scipy.stats
 
 from benchmark.errors import CxrbenchError
 from benchmark.stats.bootstrap import DEFAULT_CONFIG, BootstrapConfig, BootstrapResult, bootstrap
@@ -56,7 +56,7 @@ def adequacy(single: BootstrapResult, *, diff_se: dict[str, float] | None = None
     Without `diff_se` (the paired bootstrap SD of a difference) the SE of a difference between two
     models is taken as sqrt(2 (1 - rho)) times the single-model bootstrap SD.
     """
-    factor = float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
+    factor = float(ndtri(1 - alpha / 2) + ndtri(power))
     out: dict[str, float] = {}
     for name, est in single.estimates.items():
         if names is not None and name not in names:
