@@ -15,7 +15,7 @@ from benchmark.errors import CxrbenchError
 from benchmark.hashing import sha256_file
 from benchmark.labels import CLASSES, PROB_COLUMNS
 
-DEFAULT_SUITES = ("subtype",)
+DEFAULT_SUITES = ("subtype", "calibration", "cross_site")
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def run(req: RunRequest) -> RunOutcome:
     """Evaluate a model (or a predictions file) with the chosen suites and write a run folder."""
     from benchmark.registry import SUITES
     from benchmark.stats import BootstrapConfig
-    from benchmark.suite import SuiteConfig, suite_views
+    from benchmark.suite import SuiteConfig, suite_needs_embeddings, suite_views
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -64,10 +64,15 @@ def run(req: RunRequest) -> RunOutcome:
         raise CxrbenchError("must be 0 or more", where="--bootstrap")
     bcfg = BootstrapConfig(n_resamples=req.bootstrap, seed=req.seed, method=req.ci_method)
 
+    embed = any(suite_needs_embeddings(s) for s in suites)  # clean-image features (benchmark.embeddings)
     if req.predictions is not None:
         predictions, manifest, model_info, dataset_info, device, fwd, cached = _from_predictions(req, views)
+        from benchmark.embeddings import read_embeddings
+
+        embeddings = read_embeddings(req.predictions) if embed else None  # beside the file, if any
     else:
-        predictions, manifest, model_info, dataset_info, device, fwd, cached = _from_model(req, views)
+        predictions, manifest, model_info, dataset_info, device, fwd, cached, embeddings = _from_model(
+            req, views, embed=embed)
     t_predict = time.perf_counter() - t0
 
     run_dir = _new_run_dir(req.out, model_info["name"], dataset_info["name"], started)
@@ -75,13 +80,24 @@ def run(req: RunRequest) -> RunOutcome:
     from benchmark.report import write_report
 
     write_predictions(run_dir, predictions)  # saved before any suite runs: nothing computed is lost
-    config = SuiteConfig(bootstrap=bcfg, seed=req.seed, group_by=req.group_by, options=dict(req.options))
+    if embeddings is not None:
+        from benchmark.embeddings import write_embeddings
+
+        write_embeddings(run_dir, embeddings)
+    config = SuiteConfig(bootstrap=bcfg, seed=req.seed, group_by=req.group_by, options=dict(req.options),
+                         embeddings=embeddings)
     suite_results: dict[str, Any] = {}
     timings: dict[str, float] = {"predict_s": round(t_predict, 3)}
     for s in suites:
         t = time.perf_counter()
         suite_results[s] = SUITES.get(s)(predictions, manifest, config).to_json()
         timings[f"suite_{s}_s"] = round(time.perf_counter() - t, 3)
+    if req.predictions is None:  # one sample through every view, for the report
+        from benchmark.store import default_cache_dir
+        from benchmark.view_gallery import attach_galleries
+
+        attach_galleries(suite_results, {s: suite_views(s) for s in suites}, data=req.data,
+                         card=model_info["card"], seed=req.seed, cache_dir=req.cache_dir or default_cache_dir())
     result = {
         "schema": "cxrbench.result/1",
         "model": model_info,
@@ -99,8 +115,9 @@ def run(req: RunRequest) -> RunOutcome:
     return RunOutcome(run_dir, result, forward_images=fwd, cached_views=cached)
 
 
-def _from_model(req: RunRequest, views: list[str]):
+def _from_model(req: RunRequest, views: list[str], *, embed: bool = False):
     from benchmark.data.dataset import resolve_dataset
+    from benchmark.embeddings import EMBEDDING_VIEW, embedding_frame
     from benchmark.models.resolve import resolve_model
     from benchmark.runner import predict_views
     from benchmark.store import PredictionStore, default_cache_dir
@@ -111,22 +128,34 @@ def _from_model(req: RunRequest, views: list[str]):
         raise CxrbenchError("must be 0 or more", where="--workers")
     dataset = resolve_dataset(req.data)
     model = resolve_model(req.model, trust_pickle=req.trust_pickle)
+    from benchmark.data.prepared import prepared_info, use_prepared  # pixels from `cxrbench prepare`
+
+    dataset = use_prepared(dataset, model.card.input, (req.cache_dir or default_cache_dir()) / "prepared")
     store = PredictionStore((req.cache_dir or default_cache_dir()) / "predictions")
     probs, stats = predict_views(model, dataset, views, store=store, device=req.device,
                                  batch_size=req.batch_size, workers=req.workers, seed=req.seed,
                                  progress=req.progress)
     table = dataset.table
+    embeddings = None
+    if embed:  # a pass of its own, so forward_images and cached_views keep meaning predictions
+        feats, _ = predict_views(model, dataset, [EMBEDDING_VIEW], store=store, device=req.device,
+                                 batch_size=req.batch_size, workers=req.workers, seed=req.seed,
+                                 progress=req.progress)
+        embeddings = embedding_frame(table["image_id"], feats[EMBEDDING_VIEW])
     frames = []
     for view, p in probs.items():
         f = pd.DataFrame({"image_id": table["image_id"], "view": view, "label": table["label"],
                           "patient_id": table["patient_id"], "site": table["site"]})
         f[list(PROB_COLUMNS)] = p
+        if stats.lung_mask_sources is not None:  # manifest | segmenter:NAME | prior (benchmark.lungs)
+            f["lung_mask_source"] = stats.lung_mask_sources
         frames.append(f)
     predictions = pd.concat(frames, ignore_index=True)
     model_info = {"name": model.card.name, "sha256": model.sha256, "card": model.card.to_json(),
                   "spec": req.model or "reference"}
-    return (predictions, table, model_info, _dataset_info(dataset.name, dataset.manifest.sha256, table),
-            stats.device, stats.forward_images, stats.cached_views)
+    return (predictions, table, model_info,
+            {**_dataset_info(dataset.name, dataset.manifest.sha256, table), **prepared_info(dataset)},
+            stats.device, stats.forward_images, stats.cached_views, embeddings)
 
 
 def _from_predictions(req: RunRequest, views: list[str]):
@@ -225,3 +254,102 @@ def synth(out: Path, **options: Any) -> Path:
     except TypeError as exc:
         raise CxrbenchError(str(exc), where="synth") from exc
     return write_synth(cfg, Path(out))
+
+
+def compare(run_dirs: list[Path], *, correction: str = "holm", alpha: float = 0.05, bootstrap: int = 1000,
+            seed: int = 0, metrics: tuple[str, ...] | None = None, json_out: Path | None = None):
+    """Paired comparison of runs on the same images; returns a benchmark.compare.Comparison."""
+    from benchmark.compare import DEFAULT_METRICS, compare_runs
+    from benchmark.results import atomic_write_text
+    from benchmark.stats import BootstrapConfig
+
+    comp = compare_runs(list(run_dirs), metrics=tuple(metrics or DEFAULT_METRICS), correction=correction,
+                        alpha=alpha, config=BootstrapConfig(n_resamples=bootstrap, seed=seed))
+    if json_out is not None:
+        import json
+
+        atomic_write_text(Path(json_out), json.dumps(comp.to_json(), indent=2) + "\n")
+    return comp
+
+
+def gate(run_dir: Path, policy: str, *, junit: Path | None = None, summary: Path | None = None):
+    """Check a run against a deploy policy; writes JUnit XML / Markdown on request. Returns a
+    benchmark.gate.GateReport (`.exit_code` 0 pass, 1 fail; unusable inputs raise CxrbenchError)."""
+    from benchmark.gate import junit_xml, markdown_summary, run_gate
+    from benchmark.results import atomic_write_text
+
+    report = run_gate(run_dir, policy)
+    for path, text in ((junit, junit_xml), (summary, markdown_summary)):
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(Path(path), text(report))
+    return report
+
+
+def splits(data: str, leave_out_site: str, out: Path, *, val_fraction: float = 0.2, seed: int = 0):
+    """Write patient-disjoint train/val/test manifests holding out one site; returns a
+    benchmark.splits.SplitsOutcome (paths and counts per split)."""
+    from benchmark.data.dataset import resolve_dataset
+    from benchmark.splits import write_splits
+
+    return write_splits(resolve_dataset(data), leave_out_site, Path(out), val_fraction=val_fraction, seed=seed)
+
+
+def leaderboard(run_dirs: list[Path], out: Path, *, rank_by: str = "subtype.map", correction: str = "holm",
+                bootstrap: int = 1000, seed: int = 0):
+    """Build the static leaderboard site; returns a leaderboard.BuildOutcome."""
+    from leaderboard import build_site
+
+    return build_site(list(run_dirs), Path(out), rank_by=rank_by, correction=correction, bootstrap=bootstrap,
+                      seed=seed)
+
+
+def train(baseline: str, *, data: str | None = None, out: Path | None = None, **options: Any):
+    """Train a built-in baseline (supervised, moco, inpainting, multitask) into a checkpoint folder
+    (model.safetensors, card.json, train_log.json) that `run` evaluates; returns a
+    baselines.train.TrainOutcome. Options are baselines.config.TrainConfig fields (None = default);
+    `out` None = the models directory, where the registered name looks. Under torchrun every process
+    calls this; rank 0 writes the checkpoint."""
+    from baselines.config import TrainConfig
+    from baselines.train import train_baseline
+
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        cfg = TrainConfig(baseline, data=data, out=Path(out) if out is not None else None, **given)
+    except TypeError as exc:
+        raise CxrbenchError(str(exc), where="train") from exc
+    return train_baseline(cfg)
+
+
+def prepare(data: str, size: int = 512, *, cache_dir: Path | None = None, workers: int = 0,
+            progress: bool = False):
+    """Decode a dataset once into the prepared-image store that later runs read; returns a
+    benchmark.data.prepared.PrepareOutcome. Rows that cannot be decoded are a DataError after the
+    others are stored (they are decoded, and reported, again at run time)."""
+    from benchmark.data.dataset import resolve_dataset
+    from benchmark.data.prepared_build import prepare as prepare_store
+    from benchmark.errors import DataError
+    from benchmark.store import default_cache_dir
+
+    outcome = prepare_store(resolve_dataset(data), size, (cache_dir or default_cache_dir()) / "prepared",
+                            workers=workers, progress=progress)
+    if outcome.failed:
+        raise DataError(f"stored {outcome.images - len(outcome.failed)} of {outcome.images} images; "
+                        f"{len(outcome.failed)} could not be decoded (first: {outcome.failed[0]})",
+                        where=str(outcome.path))
+    return outcome
+
+
+def audit(data: str, against: str | None = None, *, out: Path = Path("audit"), cache_dir: Path | None = None,
+          workers: int = 0, progress: bool = False):
+    """Leakage audit of a dataset (and against a second one); writes audit.json and audit.txt under
+    `out` and returns a benchmark.audit.AuditReport (`.exit_code` 1 when leaks are found)."""
+    from benchmark.audit import audit_datasets, write_audit
+    from benchmark.data.dataset import resolve_dataset
+    from benchmark.store import default_cache_dir
+
+    datasets = [resolve_dataset(data)] + ([resolve_dataset(against)] if against else [])
+    report = audit_datasets(datasets, cache_root=cache_dir or default_cache_dir(), workers=workers,
+                            progress=progress)
+    report.paths = write_audit(report, Path(out))
+    return report

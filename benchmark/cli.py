@@ -86,6 +86,159 @@ def synth_cmd(
     out.print(f"wrote {path}")
 
 
+@app.command("compare")
+def compare_cmd(
+    runs: list[Path] = typer.Argument(..., metavar="RUN_DIR", help="Two or more run folders on the same images."),
+    correction: str = typer.Option("holm", "--correction", help="Multiple-comparison correction: holm or fdr_bh."),
+    alpha: float = typer.Option(0.05, "--alpha", help="Significance level after correction."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Paired bootstrap resamples."),
+    seed: int = typer.Option(0, "--seed"),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="Comma-separated subtype metrics to compare."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the comparison as JSON."),
+) -> None:
+    """Paired comparison of runs: differences with CIs, p-values, correction, statistical ties."""
+    from benchmark import api
+    from benchmark.compare import comparison_tables
+
+    comp = api.compare(runs, correction=correction, alpha=alpha, bootstrap=bootstrap, seed=seed, json_out=json_out,
+                       metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None)
+    console = out if out.is_terminal else Console(width=120)  # a CI log keeps each row on one line
+    for part in comparison_tables(comp):
+        console.print(part)
+
+
+@app.command("gate")
+def gate_cmd(
+    run_dir: Path = typer.Argument(..., help="Run folder (or its result.json)."),
+    policy: str = typer.Option(..., "--policy", help="Policy YAML file, or 'default' for the shipped deploy policy."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML here."),
+    summary: Optional[Path] = typer.Option(None, "--summary", help="Write a Markdown summary here."),
+) -> None:
+    """Check a run against a deploy policy: exit 0 pass, 1 fail, 2 unusable run or policy."""
+    from benchmark import api
+    from benchmark.gate import gate_table
+
+    report = api.gate(run_dir, policy, junit=junit, summary=summary)
+    (out if out.is_terminal else Console(width=120)).print(gate_table(report))
+    if not report.passed:
+        sys.exit(1)  # SystemExit passes through main(); a failed gate is a verdict, not an error
+
+
+@app.command("splits")
+def splits_cmd(
+    leave_out_site: str = typer.Option(..., "--leave-out-site", help="The site that becomes the test set."),
+    data: str = typer.Option(..., "--data", "-d", help="Dataset with image files: manifest CSV or folder."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for train.csv, val.csv, test.csv, splits.json."),
+    val_fraction: float = typer.Option(0.2, "--val-fraction", help="Share of the other sites' patients in val."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write patient-disjoint train/val/test manifests for leave-one-site-out training."""
+    from benchmark import api
+
+    outcome = api.splits(data, leave_out_site, out_dir, val_fraction=val_fraction, seed=seed)
+    for name, path in outcome.paths.items():
+        c = outcome.counts[name]
+        out.print(f"{name}: {path} ({c['images']} images, {c['patients']} patients)", markup=False, highlight=False)
+    if outcome.dropped:
+        out.print(f"left out {outcome.dropped} images (no site, or a held-out-site patient seen elsewhere)",
+                  markup=False, highlight=False)
+
+
+@app.command("train")
+def train_cmd(
+    baseline: str = typer.Argument(..., help="supervised, moco, inpainting or multitask."),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="Training data: any dataset spec (default: synth)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Checkpoint folder (default: the models "
+                                           "directory's <baseline>/, where the registered name looks)."),
+    backbone: Optional[str] = typer.Option(None, "--backbone", help="timm model name (default: resnet50)."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Square input size (default: 224)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Supervised / fine-tuning / multi-task epochs (default: 20)."),
+    pretrain_epochs: Optional[int] = typer.Option(None, "--pretrain-epochs", help="MoCo / inpainting pretext epochs (default: 20)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Run every phase for exactly N optimizer steps instead."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Per process (default: 32)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="AdamW peak learning rate (default: 1e-3)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: auto)."),
+    amp: Optional[bool] = typer.Option(None, "--amp/--no-amp", help="bf16 autocast (default: on for CUDA)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the training module."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Decode workers (default: 0 on CPU, up to 8 on CUDA)."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    leave_out_site: Optional[str] = typer.Option(None, "--leave-out-site", help="Train without this site's patients."),
+    finetune: Optional[str] = typer.Option(None, "--finetune", help="After pre-training: full (default) or linear."),
+    hflip: bool = typer.Option(False, "--hflip", help="Allow horizontal flips (off: they move the heart)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name in the card (default: <baseline>-<backbone>)."),
+) -> None:
+    """Train a baseline of the seed study; writes model.safetensors, card.json and train_log.json."""
+    from baselines.summary import print_train_summary
+    from benchmark import api
+
+    outcome = api.train(baseline, data=data, out=out_dir, backbone=backbone, image_size=image_size, epochs=epochs,
+                        pretrain_epochs=pretrain_epochs, steps=steps, batch_size=batch_size, lr=lr, device=device,
+                        amp=amp, compile=compile_, workers=workers, seed=seed, leave_out_site=leave_out_site,
+                        finetune=finetune, hflip=hflip, name=name)
+    if outcome.is_main:
+        print_train_summary(out, outcome)
+
+
+leaderboard_app = typer.Typer(help="Build the static leaderboard site.", no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
+
+
+@leaderboard_app.command("build")
+def leaderboard_build_cmd(
+    run_dirs: list[Path] = typer.Argument(..., metavar="RUN_DIR",
+                                          help="Run folders, result.json files or folders of run folders."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Site folder to write (index.html inside)."),
+    rank_by: str = typer.Option("subtype.map", "--rank-by", help="<suite>.<metric> that orders each table."),
+    correction: str = typer.Option("holm", "--correction", help="Correction for tie groups: holm or fdr_bh."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples for comparisons and per-site bars."),
+    seed: int = typer.Option(0, "--seed"),
+) -> None:
+    """Write a static leaderboard that opens from disk (no server, no network)."""
+    from benchmark import api
+
+    outcome = api.leaderboard(run_dirs, out_dir, rank_by=rank_by, correction=correction, bootstrap=bootstrap, seed=seed)
+    for line in outcome.skipped:
+        err.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)
+    for line in outcome.notes:
+        err.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
+    out.print(f"wrote {outcome.site_dir / 'index.html'}: {len(outcome.entries)} entries, {len(outcome.pages)} pages",
+              markup=False, highlight=False)
+
+
+@app.command("prepare")
+def prepare_cmd(
+    data: str = typer.Option(..., "--data", "-d", help="Dataset: NAME:PATH, manifest CSV or folder."),
+    size: int = typer.Option(512, "--size", help="Side of the stored letterboxed square (>= the model's input)."),
+    workers: int = typer.Option(0, "--workers", help="Decode worker processes."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache root (default: ~/.cache/cxrbench)."),
+) -> None:
+    """Decode a dataset once into a memory-mapped store; later runs on it read the store."""
+    from benchmark import api
+
+    o = api.prepare(data, size, cache_dir=cache_dir, workers=workers, progress=sys.stderr.isatty())
+    out.print(f"prepared {o.images} images at {o.size}x{o.size} ({o.decoded} decoded, {o.reused} already current) "
+              f"in {o.seconds:.1f}s: {o.path} ({o.bytes / 2**20:.0f} MiB)", markup=False, highlight=False)
+
+
+@app.command("audit")
+def audit_cmd(
+    data: str = typer.Option(..., "--data", "-d", help="Dataset to audit: NAME:PATH, manifest CSV or folder."),
+    against: Optional[str] = typer.Option(None, "--against", help="A second dataset to check for shared images."),
+    out_dir: Path = typer.Option(Path("audit"), "--out", "-o", help="Folder for audit.json and audit.txt."),
+    workers: int = typer.Option(0, "--workers", help="Decode worker processes."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache root (default: ~/.cache/cxrbench)."),
+) -> None:
+    """Leakage audit: patients across splits, exact and near-duplicate images; exit 1 on leaks."""
+    from benchmark import api
+
+    report = api.audit(data, against, out=out_dir, cache_dir=cache_dir, workers=workers,
+                       progress=sys.stderr.isatty())
+    out.print(report.text(), markup=False, highlight=False, soft_wrap=True)
+    out.print(f"wrote {', '.join(str(p) for p in report.paths)}", markup=False, highlight=False)
+    if report.exit_code:
+        sys.exit(report.exit_code)  # leaks are a verdict, not an error: exit 1, as `gate` does
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2 (tracebacks with --debug)."""
     import warnings
@@ -96,6 +249,9 @@ def main() -> None:
         # Library chatter (pydicom's VR notes, torch's deprecations) would bury the one line that
         # matters; --debug shows it.
         warnings.simplefilter("ignore")
+    from benchmark.data.adapters import show_data_warnings
+
+    show_data_warnings()  # skipped-rows warnings from dataset adapters are for the user
     try:
         app(standalone_mode=False)
     except CxrbenchError as exc:

@@ -36,14 +36,21 @@ def image_seed(run_seed: int, image_id: str) -> int:
     return zlib.crc32(f"{run_seed}:{image_id}".encode()) & 0x7FFFFFFF
 
 
+MAX_BOXES = 64  # opacity boxes per image handed to views (batches need one shape); more are dropped
+
+
 class _Prepared(TorchDataset):
     """Decodes row i to the model's input geometry. Errors travel as strings, so the main process can
     report them as one line after saving every batch before them."""
 
     def __init__(self, dataset: Dataset, rows: np.ndarray, size: tuple[int, int], keep_aspect: bool,
-                 with_masks: bool):
+                 with_masks: bool, with_boxes: bool = False):
+        from benchmark.lungs import plan_masks
+
         self.dataset, self.rows, self.size = dataset, rows, tuple(size)
-        self.keep_aspect, self.with_masks = keep_aspect, with_masks
+        self.keep_aspect, self.with_masks, self.with_boxes = keep_aspect, with_masks, with_boxes
+        # Rows without a manifest mask get a segmenter's or the lung prior (benchmark.lungs).
+        self.masks = plan_masks(dataset) if with_masks else None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -58,16 +65,27 @@ class _Prepared(TorchDataset):
             lb = letterbox(img.shape, (h, w), keep_aspect=self.keep_aspect)
             out = torch.from_numpy(np.ascontiguousarray(resize_image(img, lb), dtype=np.float32))[None]
             mask = torch.zeros((1, h, w), dtype=torch.bool)
-            if self.with_masks:
-                m = self.dataset.source.lung_mask(i)
-                if m is not None:
-                    mask = torch.from_numpy(resize_mask(m, lb))[None]
-            return i, out, mask, ""
+            if self.masks is not None:
+                from benchmark.lungs import lung_mask
+
+                mask = torch.from_numpy(resize_mask(lung_mask(self.dataset, i, img, self.masks), lb))[None]
+            boxes = torch.full((MAX_BOXES, 4), float("nan"))
+            if self.with_boxes:
+                from benchmark.data.geometry import transform_boxes
+                from benchmark.lungs import lesion_boxes
+
+                b = torch.from_numpy(transform_boxes(lesion_boxes(self.dataset, i), lb))[:MAX_BOXES]
+                boxes[: len(b)] = b
+            return i, out, mask, boxes, ""
         except CxrbenchError as exc:
-            return i, torch.zeros((1, h, w)), torch.zeros((1, h, w), dtype=torch.bool), f"row {i + 2}: {exc}"
+            return self._failed(i, f"row {i + 2}: {exc}")
         except Exception as exc:  # a decoder bug must still name its row
-            return i, torch.zeros((1, h, w)), torch.zeros((1, h, w), dtype=torch.bool), (
-                f"row {i + 2}: cannot decode image ({type(exc).__name__}: {exc})")
+            return self._failed(i, f"row {i + 2}: cannot decode image ({type(exc).__name__}: {exc})")
+
+    def _failed(self, i: int, message: str):
+        h, w = self.size
+        return (i, torch.zeros((1, h, w)), torch.zeros((1, h, w), dtype=torch.bool),
+                torch.full((MAX_BOXES, 4), float("nan")), message)
 
 
 def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batch_size, workers, seed, progress,
@@ -76,13 +94,14 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
     views = [(spec, parse_view(spec)) for spec in todo]
     card_in = model.card.input
     with_masks = any(v.needs_masks for _, v in views)
-    prepared = _Prepared(dataset, missing, card_in.size, card_in.keep_aspect, with_masks)
+    with_boxes = any(v.needs_boxes for _, v in views)
+    prepared = _Prepared(dataset, missing, card_in.size, card_in.keep_aspect, with_masks, with_boxes)
     loader = DataLoader(prepared, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=model.device.type == "cuda", persistent_workers=False)
     ids = dataset.table["image_id"].to_numpy()
     bar = _progress(progress, len(missing), f"{model.card.name} on {dataset.name}")
     try:
-        for rows, images, masks, errors in loader:
+        for rows, images, masks, boxes, errors in loader:
             bad = [e for e in errors if e]
             if bad:
                 raise DataError(bad[0], where=_where(dataset))
@@ -92,13 +111,16 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
                 rows=rows,
                 seeds=torch.tensor([image_seed(seed, ids[i]) for i in rows_np], dtype=torch.int64),
                 lung_masks=masks.to(model.device) if with_masks else None,
+                boxes=[b[~b.isnan().any(dim=1)].to(model.device) for b in boxes] if with_boxes else [],
             )
             for spec, view in views:
                 need = ~done[spec][rows_np]
                 if not need.any():
                     continue
                 with _autocast(model.device):
-                    probs = model.predict(view.apply(images, ctx))
+                    x = view.apply(images, ctx)
+                    # A view may answer with something other than probabilities (benchmark.embeddings).
+                    probs = view.answer(model, x) if hasattr(view, "answer") else model.predict(x)
                 entries[spec].write_chunk(rows_np[need], np.asarray(probs)[need])
                 stats.forward_images += int(need.sum())
             if bar:

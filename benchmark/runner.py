@@ -22,6 +22,7 @@ class RunStats:
     computed_views: list[str] = field(default_factory=list)
     seconds: float = 0.0
     device: str = "none (all predictions cached)"
+    lung_mask_sources: np.ndarray | None = None  # per row, when a view uses lung masks (benchmark.lungs)
 
 
 def predict_views(model, dataset: Dataset, views: Sequence[str], *, store: PredictionStore,
@@ -35,10 +36,13 @@ def predict_views(model, dataset: Dataset, views: Sequence[str], *, store: Predi
     t0 = time.perf_counter()
     stats = RunStats()
     fingerprints = dataset.source.fingerprints()
+    masks = _mask_plan(dataset, views)
+    stats.lung_mask_sources = None if masks is None else masks.sources
     entries = {
         v: store.entry(prediction_key(
             model_sha256=model.fingerprint(), preprocessing=model.preprocessing_key(),
-            manifest_sha256=dataset.manifest.sha256, view=v), fingerprints)
+            manifest_sha256=dataset.manifest.sha256,
+            view=f"{v}#lungs:{masks.key}" if masks is not None and _uses_masks(v) else v), fingerprints)
         for v in views
     }
     todo = [v for v in views if not entries[v].complete()]
@@ -59,3 +63,18 @@ def predict_views(model, dataset: Dataset, views: Sequence[str], *, store: Predi
     return out, stats
 
 
+def _uses_masks(spec: str) -> bool:
+    from benchmark.registry import VIEWS
+
+    entry = VIEWS.entry(spec.partition("@")[0])
+    return bool(entry.meta.get("needs_masks") or (entry.loaded and getattr(entry.target, "needs_masks", False)))
+
+
+def _mask_plan(dataset: Dataset, views: Sequence[str]):
+    """Where each row's lung mask comes from, when a view uses masks; it is part of those views'
+    cache keys, so a segmenter installed later recomputes them."""
+    if not any(_uses_masks(v) for v in views):
+        return None
+    from benchmark.lungs import plan_masks
+
+    return plan_masks(dataset)

@@ -107,9 +107,13 @@ class StoreEntry:
 
     def finalize(self) -> np.ndarray:
         """Merge the stored pieces into one file once every row is present."""
-        out = np.full((self.n_rows, 4), np.nan)
+        out = None
         for rows, probs in self._rows():
+            if out is None:  # 4 probabilities per row, or an embedding's width
+                out = np.full((self.n_rows, probs.shape[1]), np.nan)
             out[rows] = probs
+        if out is None:
+            raise RuntimeError(f"prediction store entry {self.path} is empty")
         if np.isnan(out).any():
             raise RuntimeError(f"prediction store entry {self.path} is incomplete")
         tmp = self.path / f".probs.{os.getpid()}.tmp"

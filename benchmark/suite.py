@@ -21,6 +21,9 @@ class SuiteConfig:
     seed: int = 0
     group_by: str = "site"
     options: Mapping[str, str] = field(default_factory=dict)  # suite-specific, from `--option KEY=VALUE`
+    # Clean-image embeddings (DataFrame indexed by image_id) when a suite registered with
+    # needs_embeddings=True and the model has them; None otherwise (benchmark.embeddings).
+    embeddings: Any = None
 
 
 @dataclass
@@ -42,12 +45,17 @@ class SuiteResult:
 SuiteFn = Callable[[pd.DataFrame, pd.DataFrame, SuiteConfig], SuiteResult]
 
 
-def register_suite(name: str, *, views: Sequence[str], description: str) -> Callable[[SuiteFn], SuiteFn]:
+def register_suite(name: str, *, views: Sequence[str], description: str,
+                   needs_embeddings: bool = False) -> Callable[[SuiteFn], SuiteFn]:
     def decorator(fn: SuiteFn) -> SuiteFn:
         fn.views = tuple(views)  # type: ignore[attr-defined]
-        SUITES.register(name, fn, views=tuple(views), description=description)
+        SUITES.register(name, fn, views=tuple(views), description=description, needs_embeddings=needs_embeddings)
         return fn
     return decorator
+
+
+def suite_needs_embeddings(name: str) -> bool:
+    return bool(SUITES.meta(name).get("needs_embeddings", False))
 
 
 def suite_views(name: str) -> tuple[str, ...]:
