@@ -72,6 +72,9 @@ def _build_timm(name: str, card: ModelCard) -> torch.nn.Module:
 # table, never an import path taken from the card: cards come from untrusted submitters.
 CXRBENCH_ARCHITECTURES: dict[str, str] = {
     "small_cnn": "benchmark.models.small_cnn:build_small_cnn",
+    # The multi-task baseline (U-Net + class head), one entry per encoder it is trained with.
+    **{f"multitask_{b}": f"baselines.multitask:build_multitask_{b}" for b in (
+        "resnet10t", "resnet18", "resnet34", "resnet50", "densenet121", "efficientnet_b0", "convnext_tiny")},
 }
 
 
