@@ -118,15 +118,9 @@ def setup_runtime(*, device: str | None, amp: bool | None, channels_last: bool |
 
 
 def _single_device(requested: str | None) -> torch.device:
-    if requested in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(requested)
-    except RuntimeError as exc:
-        raise CxrbenchError(f"unknown device {requested!r}", where="--device") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CxrbenchError("CUDA was requested but no GPU is available", where="--device")
-    return dev
+    from benchmark.forward import pick_device
+
+    return pick_device(requested)
 
 
 def _distributed_device(requested: str | None, local_rank: int) -> torch.device:

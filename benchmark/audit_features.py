@@ -100,7 +100,7 @@ def _init(source, store, from_store) -> None:
 
 
 def _compute(source, store, from_store, todo, workers, progress, label):
-    from benchmark.data.prepared_build import advance_bar, progress_bar
+    from benchmark.progress import advance_bar, progress_bar
 
     chunks = [todo[k:k + 128] for k in range(0, len(todo), 128)]
     bar = progress_bar(progress, len(todo), label)

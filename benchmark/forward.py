@@ -16,6 +16,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from benchmark.data.dataset import Dataset
 from benchmark.errors import CxrbenchError, DataError
+from benchmark.progress import advance_bar, progress_bar
 from benchmark.views import BatchContext, parse_view
 
 
@@ -99,7 +100,7 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
     loader = DataLoader(prepared, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=model.device.type == "cuda", persistent_workers=False)
     ids = dataset.table["image_id"].to_numpy()
-    bar = _progress(progress, len(missing), f"{model.card.name} on {dataset.name}")
+    bar = progress_bar(progress, len(missing), f"{model.card.name} on {dataset.name}")
     try:
         for rows, images, masks, boxes, errors in loader:
             bad = [e for e in errors if e]
@@ -123,8 +124,7 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
                     probs = view.answer(model, x) if hasattr(view, "answer") else model.predict(x)
                 entries[spec].write_chunk(rows_np[need], np.asarray(probs)[need])
                 stats.forward_images += int(need.sum())
-            if bar:
-                bar[0].advance(bar[1], len(rows_np))
+            advance_bar(bar, len(rows_np))
     finally:
         if bar:
             bar[0].stop()
@@ -139,15 +139,3 @@ def _autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
-
-
-def _progress(enabled: bool, total: int, label: str):
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), transient=True)
-    task = bar.add_task(label, total=total)
-    bar.start()
-    return bar, task

@@ -14,6 +14,7 @@ import numpy as np
 
 from benchmark.data.dataset import Dataset
 from benchmark.data.geometry import letterbox, resize_image, resize_mask
+from benchmark.progress import advance_bar, progress_bar
 from benchmark.data.prepared import (
     MAX_SIZE,
     MIN_SIZE,
@@ -170,18 +171,3 @@ def _decode_chunk(source, rows: np.ndarray, work: Path, size: int, with_masks: b
     return out
 
 
-def progress_bar(enabled: bool, total: int, label: str):
-    if not enabled or total == 0:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), transient=True)
-    task = bar.add_task(label, total=total)
-    bar.start()
-    return bar, task
-
-
-def advance_bar(bar, k: int) -> None:
-    if bar:
-        bar[0].advance(bar[1], k)
