@@ -125,17 +125,12 @@ HEADER_TAGS = ("PatientID", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanc
 _HEADER_CACHE_VERSION = "1"
 
 
-def dicom_headers(paths: Sequence[Path], root: Path) -> list[dict[str, str] | str]:
-    """Header tags of each DICOM (header-only reads), or the error text for an unreadable one.
-
-    Results are cached per file (size and modification time) so a large folder is read once.
-    """
-    from benchmark.data.images import read_dicom_header
-
-    cache_file = _header_cache_path(root)
+def _cached_per_file(paths: Sequence[Path], root: Path, cache_file: Path, compute) -> list:
+    """`compute(path)` for each file, or the error text of its DataError, cached per file (size and
+    modification time) in one JSON file, so a large folder is read once."""
     cache = _load_json(cache_file)
     changed = False
-    out: list[dict[str, str] | str] = []
+    out: list = []
     for p in paths:
         key = relpath(p, root)
         st = p.stat()
@@ -145,8 +140,7 @@ def dicom_headers(paths: Sequence[Path], root: Path) -> list[dict[str, str] | st
             out.append(hit[1])
             continue
         try:
-            ds = read_dicom_header(p)
-            value: dict[str, str] | str = {t: _tag_text(ds.get(t)) for t in HEADER_TAGS}
+            value = compute(p)
         except DataError as exc:
             value = str(exc).removeprefix(f"{p}: ")
         cache[key] = [stamp, value]
@@ -155,6 +149,17 @@ def dicom_headers(paths: Sequence[Path], root: Path) -> list[dict[str, str] | st
     if changed:
         _save_json(cache_file, cache)
     return out
+
+
+def dicom_headers(paths: Sequence[Path], root: Path) -> list[dict[str, str] | str]:
+    """Header tags of each DICOM (header-only reads), or the error text for an unreadable one."""
+    from benchmark.data.images import read_dicom_header
+
+    def tags(p: Path) -> dict[str, str]:
+        ds = read_dicom_header(p)
+        return {t: _tag_text(ds.get(t)) for t in HEADER_TAGS}
+
+    return _cached_per_file(paths, root, _header_cache_path(root), tags)
 
 
 def _tag_text(value: object) -> str:
@@ -222,27 +227,7 @@ def mask_boxes_cached(paths: Sequence[Path], root: Path) -> list[list[list[float
 
     digest = hashlib.sha256(f"boxes{_HEADER_CACHE_VERSION}:{root}".encode()).hexdigest()[:16]
     cache_file = default_cache_dir() / "headers" / f"{digest}-boxes.json"
-    cache = _load_json(cache_file)
-    changed = False
-    out: list = []
-    for p in paths:
-        key = relpath(p, root)
-        st = p.stat()
-        stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        hit = cache.get(key)
-        if hit is not None and hit[0] == stamp:
-            out.append(hit[1])
-            continue
-        try:
-            value = boxes_from_mask(decode_mask(p))
-        except DataError as exc:
-            value = str(exc).removeprefix(f"{p}: ")
-        cache[key] = [stamp, value]
-        changed = True
-        out.append(value)
-    if changed:
-        _save_json(cache_file, cache)
-    return out
+    return _cached_per_file(paths, root, cache_file, lambda p: boxes_from_mask(decode_mask(p)))
 
 
 # --- the result ----------------------------------------------------------------------------------
