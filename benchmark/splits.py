@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.data.manifest import patient_labels
 from benchmark.errors import DataError
 from benchmark.labels import CLASSES
 
@@ -36,15 +37,6 @@ class SplitsOutcome:
     paths: dict[str, Path]
     counts: dict[str, dict] = field(default_factory=dict)
     dropped: int = 0
-
-
-def _patient_label(table: pd.DataFrame) -> pd.Series:
-    """Each patient's most frequent label (ties: the first in canonical order)."""
-    order = {c: i for i, c in enumerate(CLASSES)}
-    counts = table.groupby(["patient_id", "label"]).size().reset_index(name="n")
-    counts["rank"] = counts["label"].map(order)
-    counts = counts.sort_values(["patient_id", "n", "rank"], ascending=[True, False, True])
-    return counts.drop_duplicates("patient_id").set_index("patient_id")["label"]
 
 
 def leave_one_site_out(table: pd.DataFrame, site: str, *, val_fraction: float = 0.2, seed: int = 0,
@@ -69,7 +61,7 @@ def leave_one_site_out(table: pd.DataFrame, site: str, *, val_fraction: float = 
     rest = table[~is_test & ~leaked & ~unknown]
 
     first_site = rest.groupby("patient_id")["site"].first()
-    label = _patient_label(rest)
+    label = patient_labels(rest)
     rng = np.random.default_rng([seed, 0x5EED])
     val_patients: list[str] = []
     strata = pd.DataFrame({"site": first_site, "label": label.reindex(first_site.index)})

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from benchmark.data.manifest import patient_labels
 from benchmark.labels import CLASSES
 
 
@@ -30,15 +31,6 @@ def _split_of(frame: pd.DataFrame, manifest: pd.DataFrame) -> pd.Series | None:
         return None
     split = split.astype("string").str.strip().str.lower()
     return split if (split == "val").any() else None
-
-
-def patient_labels(frame: pd.DataFrame) -> pd.Series:
-    """Each patient's most frequent label (ties: the first in canonical order)."""
-    order = {c: i for i, c in enumerate(CLASSES)}
-    counts = frame.groupby(["patient_id", "label"]).size().reset_index(name="n")
-    counts["rank"] = counts["label"].map(order)
-    counts = counts.sort_values(["patient_id", "n", "rank"], ascending=[True, False, True])
-    return counts.drop_duplicates("patient_id").set_index("patient_id")["label"]
 
 
 def stratified_half(frame: pd.DataFrame, *, seed: int) -> np.ndarray:

@@ -111,6 +111,17 @@ def load_manifest_csv(path: str | Path, *, name: str | None = None) -> Manifest:
                     sha256=table_sha256(table), explicit=explicit)
 
 
+def patient_labels(table: pd.DataFrame) -> pd.Series:
+    """Each patient's most frequent label (ties: the first in canonical order)."""
+    from benchmark.labels import CLASSES
+
+    order = {c: i for i, c in enumerate(CLASSES)}
+    counts = table.groupby(["patient_id", "label"]).size().reset_index(name="n")
+    counts["rank"] = counts["label"].map(order)
+    counts = counts.sort_values(["patient_id", "n", "rank"], ascending=[True, False, True])
+    return counts.drop_duplicates("patient_id").set_index("patient_id")["label"]
+
+
 def resolve_path(manifest: Manifest, value: str) -> Path:
     p = Path(value)
     if not p.is_absolute() and manifest.root is not None:
