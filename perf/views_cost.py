@@ -35,7 +35,8 @@ def _model(spec: str, tmp: Path):
             raise
     import torch
 
-    from benchmark.models.reference import SmallCNN, card_json
+    from benchmark.models.reference import card_json
+    from benchmark.models.small_cnn import SmallCNN
 
     torch.manual_seed(0)
     path = tmp / "stand-in.pt"

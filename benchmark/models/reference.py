@@ -33,16 +33,3 @@ def reference_checkpoint(**_: object) -> Path:
                               "`python -m benchmark.models.reference_train --out benchmark/assets/reference`",
                               where=str(ASSET_DIR))
     return ASSET_DIR
-
-
-def __getattr__(name: str):
-    # The network and its training live in torch-importing modules; reach them lazily from here.
-    if name in ("SmallCNN", "build_small_cnn"):
-        from benchmark.models import small_cnn
-
-        return getattr(small_cnn, name)
-    if name == "train":
-        from benchmark.models.reference_train import train
-
-        return train
-    raise AttributeError(name)
