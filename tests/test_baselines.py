@@ -19,14 +19,7 @@ MT_STEPS = 120
 EVAL_DATA = "synth:n_patients=40,image_size=64,seed=99"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on two cores shared with other work, two threads spin-wait on each other
-    and cost several times the CPU (and wall) time of one."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _train(baseline: str, out, **options):

@@ -10,12 +10,7 @@ from torch import nn
 from benchmark.labels import CLASSES, PROB_COLUMNS
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def frame(ids, labels, probs, view):

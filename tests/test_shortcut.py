@@ -117,13 +117,7 @@ def train_lung_reader() -> LungReader:
     return LungReader(cells, mu, sd, clf.coef_, clf.intercept_)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """64-pixel batches gain nothing from threads, and lose much on a shared, busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
