@@ -38,6 +38,13 @@ class RunRequest:
     progress: bool = True
     group_by: str = "site"            # the grouping column for per-group suites
     options: tuple[tuple[str, str], ...] = ()  # suite-specific KEY=VALUE options
+    shard: str | None = None          # "I/N": compute one slice into the store, score nothing
+    executor: str = "local"           # local | ray
+    address: str | None = None        # Ray cluster address (None: a local Ray instance)
+    shards: int | None = None         # row slices per view for the Ray executor (None: one per slot)
+
+
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -48,8 +55,27 @@ class RunOutcome:
     cached_views: list[str] = field(default_factory=list)
 
 
-def run(req: RunRequest) -> RunOutcome:
-    """Evaluate a model (or a predictions file) with the chosen suites and write a run folder."""
+@dataclass
+class ShardOutcome:
+    """What `run --shard I/N` did: its rows, now in the prediction store, and how far the views are."""
+
+    shard: str
+    first_row: int
+    last_row: int                 # exclusive
+    n_rows: int
+    views: list[str]
+    forward_images: int
+    stored_rows: dict[str, int]   # rows of each view in the store after this shard, all shards together
+    store: Path
+
+    @property
+    def complete(self) -> bool:
+        return all(n == self.n_rows for n in self.stored_rows.values())
+
+
+def run(req: RunRequest) -> RunOutcome | ShardOutcome:
+    """Evaluate a model (or a predictions file) with the chosen suites and write a run folder; with
+    `shard`, only compute that slice of the predictions into the store (a ShardOutcome)."""
     from benchmark.registry import SUITES
     from benchmark.stats import BootstrapConfig
     from benchmark.suite import SuiteConfig, suite_needs_embeddings, suite_views
@@ -63,8 +89,11 @@ def run(req: RunRequest) -> RunOutcome:
     if req.bootstrap < 0:
         raise CxrbenchError("must be 0 or more", where="--bootstrap")
     bcfg = BootstrapConfig(n_resamples=req.bootstrap, seed=req.seed, method=req.ci_method)
+    _check_distribution(req)
 
     embed = any(suite_needs_embeddings(s) for s in suites)  # clean-image features (benchmark.embeddings)
+    if req.shard is not None:
+        return _run_shard(req, views, embed=embed)
     if req.predictions is not None:
         predictions, manifest, model_info, dataset_info, device, fwd, cached = _from_predictions(req, views)
         from benchmark.embeddings import read_embeddings
@@ -115,11 +144,26 @@ def run(req: RunRequest) -> RunOutcome:
     return RunOutcome(run_dir, result, forward_images=fwd, cached_views=cached)
 
 
-def _from_model(req: RunRequest, views: list[str], *, embed: bool = False):
+def _check_distribution(req: RunRequest) -> None:
+    if req.executor not in EXECUTORS:
+        raise CxrbenchError(f"unknown executor {req.executor!r}; choose from {', '.join(EXECUTORS)}",
+                            where="--executor")
+    if req.executor != "ray" and (req.address is not None or req.shards is not None):
+        raise CxrbenchError("only the Ray executor takes these; add --executor ray",
+                            where="--address" if req.address is not None else "--shards")
+    if req.shards is not None and req.shards < 1:
+        raise CxrbenchError("must be 1 or more", where="--shards")
+    if req.shard is not None and req.executor == "ray":
+        raise CxrbenchError("the Ray executor makes its own shards (--shards N); drop --shard", where="--shard")
+    if req.shard is not None and req.predictions is not None:
+        raise CxrbenchError("a predictions file has nothing to compute; drop --shard", where="--shard")
+
+
+def model_and_data(req: RunRequest):
+    """The dataset (through its prepared store, if any), the model reference and the prediction store."""
     from benchmark.data.dataset import resolve_dataset
-    from benchmark.embeddings import EMBEDDING_VIEW, embedding_frame
+    from benchmark.data.prepared import use_prepared  # pixels from `cxrbench prepare`
     from benchmark.models.resolve import resolve_model
-    from benchmark.runner import predict_views
     from benchmark.store import PredictionStore, default_cache_dir
 
     if req.batch_size < 1:
@@ -128,13 +172,49 @@ def _from_model(req: RunRequest, views: list[str], *, embed: bool = False):
         raise CxrbenchError("must be 0 or more", where="--workers")
     dataset = resolve_dataset(req.data)
     model = resolve_model(req.model, trust_pickle=req.trust_pickle)
-    from benchmark.data.prepared import prepared_info, use_prepared  # pixels from `cxrbench prepare`
-
     dataset = use_prepared(dataset, model.card.input, (req.cache_dir or default_cache_dir()) / "prepared")
-    store = PredictionStore((req.cache_dir or default_cache_dir()) / "predictions")
+    return dataset, model, PredictionStore((req.cache_dir or default_cache_dir()) / "predictions")
+
+
+def _run_shard(req: RunRequest, views: list[str], *, embed: bool) -> ShardOutcome:
+    from benchmark.embeddings import EMBEDDING_VIEW
+    from benchmark.runner import fill_views
+    from benchmark.shards import parse_shard, shard_rows
+
+    shard = parse_shard(req.shard)
+    dataset, model, store = model_and_data(req)
+    rows = shard_rows(len(dataset), shard, req.batch_size)
+    groups = [views] + ([[EMBEDDING_VIEW]] if embed else [])  # embeddings: a pass of their own, as in run
+    forward_images, stored = 0, {}
+    for group in groups:
+        entries, stats = fill_views(model, dataset, group, store=store, rows=rows, device=req.device,
+                                    batch_size=req.batch_size, workers=req.workers, seed=req.seed,
+                                    progress=req.progress)
+        forward_images += stats.forward_images if group is views else 0
+        stored.update({v: int(e.done_mask().sum()) for v, e in entries.items()})
+    return ShardOutcome(str(shard), int(rows[0]) if len(rows) else 0, int(rows[-1]) + 1 if len(rows) else 0,
+                        len(dataset), [v for g in groups for v in g], forward_images, stored, store.root)
+
+
+def _from_model(req: RunRequest, views: list[str], *, embed: bool = False):
+    from benchmark.data.prepared import prepared_info
+    from benchmark.embeddings import EMBEDDING_VIEW, embedding_frame
+    from benchmark.runner import predict_views
+
+    dataset, model, store = model_and_data(req)
+    on_ray: dict[str, int] = {}
+    if req.executor == "ray":  # fills the store; the pass below then only reads it
+        from benchmark.ray_executor import RayPlan, run_on_ray
+
+        plan = RayPlan.from_request(req, dataset, model, views + ([EMBEDDING_VIEW] if embed else []))
+        on_ray = run_on_ray(plan, store, dataset, model)
     probs, stats = predict_views(model, dataset, views, store=store, device=req.device,
                                  batch_size=req.batch_size, workers=req.workers, seed=req.seed,
                                  progress=req.progress)
+    if any(on_ray.values()):
+        stats.forward_images += sum(n for v, n in on_ray.items() if v in views)
+        stats.cached_views = [v for v in views if not on_ray.get(v)]
+        stats.device = f"ray ({req.address or 'local instance'})"
     table = dataset.table
     embeddings = None
     if embed:  # a pass of its own, so forward_images and cached_views keep meaning predictions
@@ -254,6 +334,15 @@ def synth(out: Path, **options: Any) -> Path:
     except TypeError as exc:
         raise CxrbenchError(str(exc), where="synth") from exc
     return write_synth(cfg, Path(out))
+
+
+def merge(sources: list[Path], *, cache_dir: Path | None = None):
+    """Merge prediction stores filled by sharded runs on other machines into this cache; returns a
+    benchmark.store_merge.MergeOutcome. A later `run` without a shard scores the combined predictions."""
+    from benchmark.store import PredictionStore, default_cache_dir
+    from benchmark.store_merge import merge_stores
+
+    return merge_stores([Path(s) for s in sources], PredictionStore((cache_dir or default_cache_dir()) / "predictions"))
 
 
 def compare(run_dirs: list[Path], *, correction: str = "holm", alpha: float = 0.05, bootstrap: int = 1000,

@@ -37,6 +37,10 @@ def run_cmd(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Prediction cache (default: ~/.cache/cxrbench)."),
     group_by: str = typer.Option("site", "--group-by", help="Manifest column for per-group metrics."),
     option: list[str] = typer.Option([], "--option", help="Suite option KEY=VALUE (repeatable)."),
+    shard: Optional[str] = typer.Option(None, "--shard", help="I/N: compute only this slice of the predictions into the cache; a run without --shard scores them."),
+    executor: str = typer.Option("local", "--executor", help="local, or ray (needs the [ray] extra)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray instance)."),
+    shards: Optional[int] = typer.Option(None, "--shards", help="Ray executor: row slices per view (default: one per task slot)."),
 ) -> None:
     """Evaluate a model on a dataset and write result.json, predictions.parquet and report.html."""
     from benchmark import api
@@ -46,10 +50,24 @@ def run_cmd(
         model=model, data=data, suites=tuple(s.strip() for s in suites.split(",") if s.strip()) if suites else None,
         out=out_dir, device=device, batch_size=batch_size, workers=workers, seed=seed, bootstrap=bootstrap,
         ci_method=ci_method, predictions=predictions, trust_pickle=trust_pickle, cache_dir=cache_dir,
-        progress=sys.stderr.isatty(), group_by=group_by, options=api.parse_options(option),
+        progress=sys.stderr.isatty(), group_by=group_by, options=api.parse_options(option), shard=shard,
+        executor=executor, address=address, shards=shards,
     )
     outcome = api.run(req)
     print_summary(out, outcome)
+
+
+@app.command("merge")
+def merge_cmd(
+    sources: list[Path] = typer.Argument(..., metavar="CACHE_DIR", help="Caches filled by sharded runs elsewhere."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache to merge into (default: ~/.cache/cxrbench)."),
+) -> None:
+    """Merge prediction stores of sharded runs into this cache; then `run` (without --shard) scores them."""
+    from benchmark import api
+
+    outcome = api.merge(sources, cache_dir=cache_dir)
+    out.print(f"merged {outcome.pieces} pieces ({outcome.rows} rows) into {outcome.entries} entries of "
+              f"{outcome.target}; {outcome.already} already there", markup=False, highlight=False)
 
 
 @app.command("list")

@@ -96,6 +96,21 @@ class StoreEntry:
             ok = (rows < self.n_rows) & (fp == self.fingerprints[np.minimum(rows, self.n_rows - 1)])
             yield rows[ok], probs[ok]
 
+    def stored(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, probs) of those of `rows` that are stored, in ascending row order."""
+        want = np.zeros(self.n_rows, dtype=bool)
+        want[np.asarray(rows, dtype=np.int64)] = True
+        have_rows, have_probs = [], []
+        for r, p in self._rows():
+            keep = want[r]
+            have_rows.append(r[keep])
+            have_probs.append(p[keep])
+        if not have_rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 4))
+        r, p = np.concatenate(have_rows), np.concatenate(have_probs)
+        r, first = np.unique(r, return_index=True)
+        return r, p[first]
+
     def write_chunk(self, rows: np.ndarray, probs: np.ndarray) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         name = f"rows_{int(rows[0]):09d}_{len(rows):06d}_{os.getpid()}.npz"

@@ -23,6 +23,9 @@ def _fmt(x) -> str:
 
 
 def print_summary(console: Console, outcome) -> None:
+    if not hasattr(outcome, "result"):
+        _print_shard(console, outcome)
+        return
     result = outcome.result
     prov = result["provenance"]
     bs = prov["bootstrap"]
@@ -43,3 +46,18 @@ def print_summary(console: Console, outcome) -> None:
         console.print(table)
     console.print(f"wrote {outcome.run_dir}/result.json, predictions.parquet, report.html", markup=False,
                   highlight=False)
+
+
+def _print_shard(console: Console, shard) -> None:
+    """A shard run scores nothing: say what it stored and what is still missing."""
+    rows = (f"rows {shard.first_row}-{shard.last_row - 1}" if shard.last_row > shard.first_row
+            else "no rows (more shards than batches)")
+    console.print(f"shard {shard.shard}: {rows} of {shard.n_rows} ({shard.forward_images} forward passes) "
+                  f"stored in {shard.store}", markup=False, highlight=False)
+    for view, n in shard.stored_rows.items():
+        console.print(f"  {view}: {n} of {shard.n_rows} rows stored", markup=False, highlight=False)
+    if shard.complete:
+        console.print("every shard is in: run the same command without --shard to score", markup=False)
+    else:
+        console.print("other shards are still missing; run them with the same --cache-dir (or `cxrbench merge` "
+                      "their caches), then run without --shard to score", markup=False, highlight=False)

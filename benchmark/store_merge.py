@@ -1,0 +1,96 @@
+"""`cxrbench merge`: combine prediction stores filled on other machines (sharded runs) into one.
+
+Each source is a cache folder (holding `predictions/`) or a `predictions/` folder itself. Every stored
+piece, finished or partial, is copied into the target as a piece of the same entry, named by its
+content hash so that merging the same source twice adds nothing. Nothing is trusted blindly: a piece
+that is not a well-formed prediction array is reported by name and not copied. The next `cxrbench run`
+uses the rows whose images have the same size and modification time here as where they were computed
+(a shared file system or `rsync -a` keeps both); others are recomputed.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.errors import DataError
+from benchmark.store import PredictionStore
+
+
+@dataclass
+class MergeOutcome:
+    target: Path
+    entries: int = 0          # entries that received pieces
+    pieces: int = 0           # pieces copied
+    rows: int = 0             # rows in the copied pieces
+    already: int = 0          # pieces the target already had, or entries it had finished
+    unreadable: list[str] = field(default_factory=list)
+
+
+def merge_stores(sources: list[Path], target: PredictionStore) -> MergeOutcome:
+    outcome = MergeOutcome(target.root)
+    roots = [_predictions_root(Path(s)) for s in sources]  # every source checked before copying
+    for root in roots:
+        if root.resolve() == target.root.resolve():
+            raise DataError("is the target store itself", where=str(root))
+    for root in roots:
+        for entry in sorted(p for p in root.glob("??/*") if p.is_dir()):
+            _merge_entry(entry, target.root / entry.parent.name / entry.name, outcome)
+    if outcome.unreadable:
+        raise DataError(f"merged {outcome.pieces} pieces; {len(outcome.unreadable)} files are not prediction "
+                        f"pieces and were left out (first: {outcome.unreadable[0]})", where="merge")
+    return outcome
+
+
+def _predictions_root(path: Path) -> Path:
+    if not path.is_dir():
+        raise DataError("no such folder", where=str(path))
+    for candidate in (path / "predictions", path):
+        if any(p.is_dir() for p in candidate.glob("??/*")):
+            return candidate
+    raise DataError("holds no prediction store (expected a cache folder with predictions/ inside)",
+                    where=str(path))
+
+
+def _merge_entry(src: Path, dst: Path, outcome: MergeOutcome) -> None:
+    if (dst / "probs.npz").is_file():  # finished here already: nothing to add
+        outcome.already += 1
+        return
+    copied = False
+    for f in sorted(src.glob("*.npz")):
+        piece = _read_piece(f)
+        if piece is None:
+            outcome.unreadable.append(str(f))
+            continue
+        rows, probs, fp = piece
+        digest = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+        name = f"rows_{int(rows[0]) if len(rows) else 0:09d}_{len(rows):06d}_m{digest}.npz"
+        if (dst / name).exists():
+            outcome.already += 1
+            continue
+        dst.mkdir(parents=True, exist_ok=True)
+        tmp = dst / f".{name}.tmp"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, rows=rows, probs=probs, fp=fp)
+        os.replace(tmp, dst / name)
+        outcome.pieces += 1
+        outcome.rows += len(rows)
+        copied = True
+    outcome.entries += int(copied)
+
+
+def _read_piece(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(rows, probs, fingerprints) of a finished entry (`probs.npz`) or a batch piece (`rows_*.npz`)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            probs, fp = np.asarray(z["probs"], dtype=np.float64), np.asarray(z["fp"], dtype=np.int64)
+            rows = np.asarray(z["rows"], dtype=np.int64) if "rows" in z.files else np.arange(len(fp))
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    if (probs.ndim != 2 or len(rows) != len(probs) or len(fp) != len(rows) or not np.isfinite(probs).all()
+            or (len(rows) and rows.min() < 0)):
+        return None
+    return rows, probs, fp
