@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -127,9 +127,22 @@ def _stack(chunks: Iterator[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in parts.items()}
 
 
+# Cells (resamples x images) of one chunk of weights: 4 MB of float64. The kernels make several
+# temporaries of that size and some K times larger ([rows, n, K]), so on a large test set this, not
+# `config.chunk`, bounds a suite's memory (32,000 images: 16 rows; under 2,600 images: config.chunk).
+MAX_CHUNK_CELLS = 1 << 19
+
+
+def bounded_chunk(config: BootstrapConfig, n_images: int) -> BootstrapConfig:
+    """`config` with its chunk cut to MAX_CHUNK_CELLS // n_images rows; the draws, and so the
+    results, do not depend on the chunk."""
+    rows = max(1, min(config.chunk, MAX_CHUNK_CELLS // max(n_images, 1)))
+    return config if rows == config.chunk else replace(config, chunk=rows)
+
+
 def replicate_weights(units: Units, config: BootstrapConfig) -> Iterator[np.ndarray]:
     """Per-image weights float64[rows, n] for each chunk of bootstrap resamples."""
-    for counts in draw_counts(units.n_units, config, units.strata):
+    for counts in draw_counts(units.n_units, bounded_chunk(config, units.codes.size), units.strata):
         if units.kind == "image":  # each image is its own unit, in order
             yield counts.astype(np.float64)
         else:
@@ -148,7 +161,7 @@ def jackknife_stats(stat_fn: StatFn, y, probs, units: Units, config: BootstrapCo
     n_groups = int(groups.max()) + 1
     if n_groups < 2:
         raise CxrbenchError("BCa needs at least two resampling units", where="bootstrap.method")
-    weights = jackknife_weights(groups[units.codes], n_groups, chunk=config.chunk)
+    weights = jackknife_weights(groups[units.codes], n_groups, chunk=bounded_chunk(config, units.codes.size).chunk)
     return _stack(stat_fn(y, probs, w) for w in weights)
 
 
