@@ -184,16 +184,13 @@ def _run_shard(req: RunRequest, views: list[str], *, embed: bool) -> ShardOutcom
     shard = parse_shard(req.shard)
     dataset, model, store = model_and_data(req)
     rows = shard_rows(len(dataset), shard, req.batch_size)
-    groups = [views] + ([[EMBEDDING_VIEW]] if embed else [])  # embeddings: a pass of their own, as in run
-    forward_images, stored = 0, {}
-    for group in groups:
-        entries, stats = fill_views(model, dataset, group, store=store, rows=rows, device=req.device,
-                                    batch_size=req.batch_size, workers=req.workers, seed=req.seed,
-                                    progress=req.progress)
-        forward_images += stats.forward_images if group is views else 0
-        stored.update({v: int(e.done_mask().sum()) for v, e in entries.items()})
+    wanted = views + ([EMBEDDING_VIEW] if embed else [])  # the same views as the run that scores them
+    entries, stats = fill_views(model, dataset, wanted, store=store, rows=rows, device=req.device,
+                                batch_size=req.batch_size, workers=req.workers, seed=req.seed,
+                                progress=req.progress)
+    stored = {v: int(e.done_mask().sum()) for v, e in entries.items()}
     return ShardOutcome(str(shard), int(rows[0]) if len(rows) else 0, int(rows[-1]) + 1 if len(rows) else 0,
-                        len(dataset), [v for g in groups for v in g], forward_images, stored, store.root)
+                        len(dataset), wanted, stats.forward_images, stored, store.root)
 
 
 def _from_model(req: RunRequest, views: list[str], *, embed: bool = False):
@@ -202,26 +199,24 @@ def _from_model(req: RunRequest, views: list[str], *, embed: bool = False):
     from benchmark.runner import predict_views
 
     dataset, model, store = model_and_data(req)
+    # Embeddings are one more view of the same pass (one forward pass for both when the model allows);
+    # forward_images and cached_views speak of the prediction views only.
+    wanted = views + ([EMBEDDING_VIEW] if embed else [])
     on_ray: dict[str, int] = {}
     if req.executor == "ray":  # fills the store; the pass below then only reads it
         from benchmark.ray_executor import RayPlan, run_on_ray
 
-        plan = RayPlan.from_request(req, dataset, model, views + ([EMBEDDING_VIEW] if embed else []))
-        on_ray = run_on_ray(plan, store, dataset, model)
-    probs, stats = predict_views(model, dataset, views, store=store, device=req.device,
+        on_ray = run_on_ray(RayPlan.from_request(req, dataset, model, wanted), store, dataset, model)
+    probs, stats = predict_views(model, dataset, wanted, store=store, device=req.device,
                                  batch_size=req.batch_size, workers=req.workers, seed=req.seed,
                                  progress=req.progress)
+    stats.cached_views = [v for v in stats.cached_views if v in views]
     if any(on_ray.values()):
         stats.forward_images += sum(n for v, n in on_ray.items() if v in views)
         stats.cached_views = [v for v in views if not on_ray.get(v)]
         stats.device = f"ray ({req.address or 'local instance'})"
     table = dataset.table
-    embeddings = None
-    if embed:  # a pass of its own, so forward_images and cached_views keep meaning predictions
-        feats, _ = predict_views(model, dataset, [EMBEDDING_VIEW], store=store, device=req.device,
-                                 batch_size=req.batch_size, workers=req.workers, seed=req.seed,
-                                 progress=req.progress)
-        embeddings = embedding_frame(table["image_id"], feats[EMBEDDING_VIEW])
+    embeddings = embedding_frame(table["image_id"], probs.pop(EMBEDDING_VIEW)) if embed else None
     frames = []
     for view, p in probs.items():
         f = pd.DataFrame({"image_id": table["image_id"], "view": view, "label": table["label"],

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from benchmark.data.dataset import Dataset
+from benchmark.embeddings import EMBEDDING_VIEW
 from benchmark.errors import CxrbenchError, DataError
 from benchmark.progress import advance_bar, progress_bar
 from benchmark.views import BatchContext, parse_view
@@ -93,6 +94,7 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
             stats) -> None:
     """Compute the views named in `todo` for the rows in `missing`, writing each batch to its entry."""
     views = [(spec, parse_view(spec)) for spec in todo]
+    fuse = "clean" in todo and EMBEDDING_VIEW in todo and getattr(model, "fuses_embedding", False)
     card_in = model.card.input
     with_masks = any(v.needs_masks for _, v in views)
     with_boxes = any(v.needs_boxes for _, v in views)
@@ -114,20 +116,36 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
                 lung_masks=masks.to(model.device) if with_masks else None,
                 boxes=[b[~b.isnan().any(dim=1)].to(model.device) for b in boxes] if with_boxes else [],
             )
+            needs = {spec: ~done[spec][rows_np] for spec, _ in views}
+            # The clean probabilities and the embedding from one pass, when the model allows it.
+            fused = (fuse and needs["clean"].any() and needs[EMBEDDING_VIEW].any())
+            answers: dict[str, np.ndarray] = {}
             for spec, view in views:
-                need = ~done[spec][rows_np]
+                need = needs[spec]
                 if not need.any():
                     continue
                 with _autocast(model.device):
-                    x = view.apply(images, ctx)
-                    # A view may answer with something other than probabilities (benchmark.embeddings).
-                    probs = view.answer(model, x) if hasattr(view, "answer") else model.predict(x)
+                    if fused and spec in ("clean", EMBEDDING_VIEW):
+                        if spec not in answers:
+                            answers["clean"], feats = model.predict_and_embed(images)
+                            answers[EMBEDDING_VIEW] = _embedding_array(feats, len(rows_np))
+                        probs = answers[spec]
+                    else:
+                        x = view.apply(images, ctx)
+                        # A view may answer with something other than probabilities (benchmark.embeddings).
+                        probs = view.answer(model, x) if hasattr(view, "answer") else model.predict(x)
                 entries[spec].write_chunk(rows_np[need], np.asarray(probs)[need])
-                stats.forward_images += int(need.sum())
+                if spec != EMBEDDING_VIEW:  # forward_images counts predictions, as a run reports them
+                    stats.forward_images += int(need.sum())
             advance_bar(bar, len(rows_np))
     finally:
         if bar:
             bar[0].stop()
+
+
+def _embedding_array(feats, n: int) -> np.ndarray:
+    """As EmbeddingView.answer: zero columns when the model has no features."""
+    return np.zeros((n, 0)) if feats is None else np.asarray(feats, dtype=np.float64)
 
 
 def _where(dataset: Dataset) -> str:

@@ -134,11 +134,35 @@ class LoadedModel:
         `where` (e.g. "images 128-191") is put in front of any error message.
         """
         with torch.inference_mode():
-            out = self._check(self._forward(self.module, batch, where), batch.shape[0], where)
-            probs = self._to_probabilities(out, where)
+            return self._canonical(self._forward(self.module, batch, where), batch.shape[0], where)
+
+    def _canonical(self, raw: Any, batch_size: int, where: str | None) -> np.ndarray:
+        probs = self._to_probabilities(self._check(raw, batch_size, where), where)
         canonical = torch.zeros((probs.shape[0], len(CLASSES)), dtype=torch.float64)
         canonical[:, self._index] = probs
         return canonical.numpy()
+
+    @property
+    def fuses_embedding(self) -> bool:
+        """True when one pass gives probabilities and pooled features: the module splits its forward
+        into forward_features and forward_head (timm's convention, forward = head(features))."""
+        m = self.module
+        return callable(getattr(m, "forward_features", None)) and callable(getattr(m, "forward_head", None)) \
+            and not hasattr(m, "embed")
+
+    def predict_and_embed(self, batch: torch.Tensor, *, where: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """`predict` and `embed` of one batch, from a single forward_features pass when the module
+        allows it (so a run that needs both costs one pass), else from two."""
+        if not self.fuses_embedding:
+            return self.predict(batch, where=where), self.embed(batch, where=where)
+        with torch.inference_mode():
+            fmap = self._pick_output(self._forward(self.module.forward_features, batch, where))
+            try:
+                feats = self.module.forward_head(fmap, pre_logits=True).flatten(1)
+            except TypeError:  # a forward_head without pre_logits
+                return self.predict(batch, where=where), self.embed(batch, where=where)
+            probs = self._canonical(self.module.forward_head(fmap), batch.shape[0], where)
+        return probs, feats.detach().to("cpu", torch.float64).numpy()
 
     def embed(self, batch: torch.Tensor, *, where: str | None = None) -> np.ndarray | None:
         """Pooled features [B, D] when the module exposes `embed` or `forward_features`, else None."""

@@ -21,8 +21,12 @@ class SmallCNN(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x).mean(dim=(2, 3))
 
+    def forward_head(self, feats: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        # timm's split: one forward_features pass then gives both the embedding and the logits.
+        return feats if pre_logits else self.head(feats)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.forward_features(x))
+        return self.forward_head(self.forward_features(x))
 
 
 def build_small_cnn(num_classes: int, in_chans: int) -> nn.Module:
