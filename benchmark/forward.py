@@ -94,7 +94,7 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
             stats) -> None:
     """Compute the views named in `todo` for the rows in `missing`, writing each batch to its entry."""
     views = [(spec, parse_view(spec)) for spec in todo]
-    fuse = "clean" in todo and EMBEDDING_VIEW in todo and getattr(model, "fuses_embedding", False)
+    fusion = _Fusion(model, todo)
     card_in = model.card.input
     with_masks = any(v.needs_masks for _, v in views)
     with_boxes = any(v.needs_boxes for _, v in views)
@@ -117,20 +117,15 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
                 boxes=[b[~b.isnan().any(dim=1)].to(model.device) for b in boxes] if with_boxes else [],
             )
             needs = {spec: ~done[spec][rows_np] for spec, _ in views}
-            # The clean probabilities and the embedding from one pass, when the model allows it.
-            fused = (fuse and needs["clean"].any() and needs[EMBEDDING_VIEW].any())
-            answers: dict[str, np.ndarray] = {}
+            answers = fusion.answers(model, images, needs)
             for spec, view in views:
                 need = needs[spec]
                 if not need.any():
                     continue
-                with _autocast(model.device):
-                    if fused and spec in ("clean", EMBEDDING_VIEW):
-                        if spec not in answers:
-                            answers["clean"], feats = model.predict_and_embed(images)
-                            answers[EMBEDDING_VIEW] = _embedding_array(feats, len(rows_np))
-                        probs = answers[spec]
-                    else:
+                if spec in answers:
+                    probs = answers[spec]
+                else:
+                    with _autocast(model.device):
                         x = view.apply(images, ctx)
                         # A view may answer with something other than probabilities (benchmark.embeddings).
                         probs = view.answer(model, x) if hasattr(view, "answer") else model.predict(x)
@@ -143,9 +138,28 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
             bar[0].stop()
 
 
-def _embedding_array(feats, n: int) -> np.ndarray:
-    """As EmbeddingView.answer: zero columns when the model has no features."""
-    return np.zeros((n, 0)) if feats is None else np.asarray(feats, dtype=np.float64)
+class _Fusion:
+    """The clean probabilities and the embedding of a batch from one forward pass, when the model
+    splits its forward into features and head (LoadedModel.predict_and_embed). The first fused batch
+    is also run plainly: a module whose forward is not head(features) is then not fused."""
+
+    def __init__(self, model, todo: Sequence[str]):
+        self.on = "clean" in todo and EMBEDDING_VIEW in todo and getattr(model, "fuses_embedding", False)
+        self.checked = False
+
+    def answers(self, model, images: torch.Tensor, needs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not (self.on and needs["clean"].any() and needs[EMBEDDING_VIEW].any()):
+            return {}
+        with _autocast(model.device):
+            probs, feats = model.predict_and_embed(images)
+            if not self.checked:
+                self.checked = True
+                plain = model.predict(images)
+                if not np.allclose(probs, plain, rtol=0, atol=1e-6):
+                    self.on = False
+                    return {"clean": plain}
+        feats = np.zeros((len(images), 0)) if feats is None else np.asarray(feats, dtype=np.float64)
+        return {"clean": probs, EMBEDDING_VIEW: feats}  # zero columns: a model without features
 
 
 def _where(dataset: Dataset) -> str:

@@ -1,7 +1,7 @@
 """The Ray executor: a run's forward passes as (model, dataset, view, shard) tasks on a Ray cluster.
 
 `cxrbench run --executor ray [--address ADDR] [--shards N]` plans one task per view and row shard
-(benchmark.shards), asks Ray for a GPU per task when the cluster has GPUs (and the run did not ask for
+(benchmark.shards; the embedding view rides with the clean view, whose pass computes it), asks Ray for a GPU per task when the cluster has GPUs (and the run did not ask for
 the CPU), and writes each finished task's predictions into the driver's prediction store. The run then
 scores from the store exactly as a local run does, so both give the same results.
 
@@ -94,26 +94,27 @@ def run_on_ray(plan: RayPlan, store, dataset, model) -> dict[str, int]:
         res = plan_resources(req.device, ray.cluster_resources(), workers=req.workers, shards=req.shards)
         n_batches = -(-len(dataset) // req.batch_size)
         shards = all_shards(max(1, min(res.shards, n_batches)))
-        tasks = [(v, s) for v in plan.views for s in shards
-                 if not done[v][shard_rows(len(dataset), s, req.batch_size)].all()]
+        tasks = [(group, s) for group in _view_groups(plan.views) for s in shards
+                 if not all(done[v][shard_rows(len(dataset), s, req.batch_size)].all() for v in group)]
         remote = ray.remote(_compute_task).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
-        pending = {remote.remote(plan, v, s.index, s.count, res.device): (v, s) for v, s in tasks}
+        pending = {remote.remote(plan, group, s.index, s.count, res.device): (group, s) for group, s in tasks}
         computed = {v: 0 for v in plan.views}
         failures: list[CxrbenchError] = []
         bar = progress_bar(_interactive(), len(pending), f"{len(pending)} Ray tasks")
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
-                view, _shard = pending.pop(ready[0])
+                pending.pop(ready[0])
                 try:
-                    rows, probs, n_forward = _result(ray, ready[0])
+                    answers = _result(ray, ready[0])
                 except CxrbenchError as exc:  # the other tasks go on: their rows are stored for the rerun
                     failures.append(exc)
                     continue
-                need = ~entries[view].done_mask()[rows]  # a worker on this node wrote them already
-                if need.any():
-                    entries[view].write_chunk(rows[need], probs[need])
-                computed[view] += n_forward
+                for view, (rows, probs, n_forward) in answers.items():
+                    need = ~entries[view].done_mask()[rows]  # a worker on this node wrote them already
+                    if need.any():
+                        entries[view].write_chunk(rows[need], probs[need])
+                    computed[view] += n_forward
                 advance_bar(bar, 1)
         finally:
             if bar:
@@ -128,8 +129,17 @@ def run_on_ray(plan: RayPlan, store, dataset, model) -> dict[str, int]:
             ray.shutdown()
 
 
-def _compute_task(plan: RayPlan, view: str, shard_index: int, shard_count: int, device: str):
-    """On a Ray worker: (rows, probabilities, images computed) of one view on one shard."""
+def _view_groups(views: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """One task per view, except that the embedding joins the clean view: one pass gives both."""
+    from benchmark.embeddings import EMBEDDING_VIEW
+
+    fused = "clean" in views and EMBEDDING_VIEW in views
+    return [(v, EMBEDDING_VIEW) if fused and v == "clean" else (v,)
+            for v in views if not (fused and v == EMBEDDING_VIEW)]
+
+
+def _compute_task(plan: RayPlan, views: tuple[str, ...], shard_index: int, shard_count: int, device: str):
+    """On a Ray worker: {view: (rows, probabilities, images computed)} of a view group on one shard."""
     from benchmark import api
     from benchmark.errors import DataError
     from benchmark.runner import fill_views
@@ -141,13 +151,13 @@ def _compute_task(plan: RayPlan, view: str, shard_index: int, shard_count: int, 
     if model.fingerprint() != plan.model_fingerprint:
         raise CxrbenchError("the checkpoint differs on this Ray node from the driver's", where=req.model)
     rows = shard_rows(len(dataset), Shard(shard_index, shard_count), req.batch_size)
-    entries, stats = fill_views(model, dataset, [view], store=store, rows=rows, device=device,
+    entries, stats = fill_views(model, dataset, list(views), store=store, rows=rows, device=device,
                                 batch_size=req.batch_size, workers=req.workers, seed=req.seed, progress=False)
-    got_rows, probs = entries[view].stored(rows)
-    return got_rows, probs, stats.forward_images
+    # forward_images counts prediction views; the group's one prediction view carries the count.
+    return {v: (*entries[v].stored(rows), stats.forward_images if v == views[0] else 0) for v in views}
 
 
-def _result(ray, ref) -> tuple[np.ndarray, np.ndarray, int]:
+def _result(ray, ref) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:

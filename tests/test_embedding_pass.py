@@ -71,6 +71,31 @@ def test_a_run_needing_embeddings_does_one_pass(tmp_path):
     out, stats = predict_views(_loaded(net), ds, ["clean", EMBEDDING_VIEW], store=PredictionStore(tmp_path),
                                batch_size=8, progress=False)
     n_batches = -(-len(ds) // 8)
-    assert net.feature_calls == n_batches  # not 2 x n_batches
+    assert n_batches >= 3
+    assert net.feature_calls == n_batches + 1  # not 2 x n_batches: the first batch is checked once
     assert stats.forward_images == len(ds)  # counts predictions, not embeddings
     assert out["clean"].shape == (len(ds), 4) and out[EMBEDDING_VIEW].shape == (len(ds), 144)
+
+
+class ScaledForward(SmallCNN):
+    """forward is not forward_head(forward_features): fusing would change its predictions."""
+
+    def forward(self, x):
+        return 3.0 * super().forward(x)
+
+
+def test_a_forward_that_is_not_head_of_features_is_not_fused(tmp_path):
+    from benchmark.data.dataset import resolve_dataset
+    from benchmark.embeddings import EMBEDDING_VIEW
+    from benchmark.runner import predict_views
+    from benchmark.store import PredictionStore
+
+    torch.manual_seed(1)
+    model = _loaded(ScaledForward())
+    assert model.fuses_embedding  # by its methods; the first batch shows otherwise
+    ds = resolve_dataset("synth:n_patients=6,image_size=64,seed=3")
+    out, _ = predict_views(model, ds, ["clean", EMBEDDING_VIEW], store=PredictionStore(tmp_path / "a"),
+                           batch_size=4, progress=False)
+    plain, _ = predict_views(model, ds, ["clean"], store=PredictionStore(tmp_path / "b"), batch_size=4,
+                             progress=False)
+    assert np.array_equal(out["clean"], plain["clean"])

@@ -11,7 +11,7 @@ import ray  # the [ray] extra is in the README's install line: a missing extra f
 
 from benchmark.errors import CxrbenchError
 from benchmark.ray_executor import plan_resources
-from tests.helpers import CANONICAL, TinyNet, card, cli, save_torchscript
+from tests.helpers import CANONICAL, card, cli
 
 
 
@@ -38,11 +38,22 @@ def synth_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    return save_torchscript(TinyNet(seed=4), tmp_path_factory.mktemp("m") / "m.pt", card("tiny", CANONICAL, size=48))
+    """A safetensors SmallCNN: it has embeddings, which cross_site probes."""
+    import torch
+    from safetensors.torch import save_file
+
+    from benchmark.models.small_cnn import SmallCNN
+
+    torch.manual_seed(4)
+    folder = tmp_path_factory.mktemp("m")
+    save_file(SmallCNN().state_dict(), str(folder / "model.safetensors"))
+    (folder / "card.json").write_text(json.dumps(card("small", CANONICAL, fmt="safetensors", size=48,
+                                                      architecture="cxrbench:small_cnn")))
+    return folder
 
 
 def _run(capsys, tmp_path, data, ckpt, *extra):
-    return cli(capsys, "run", "--model", str(ckpt), "--data", str(data), "--suites", "subtype,shortcut",
+    return cli(capsys, "run", "--model", str(ckpt), "--data", str(data), "--suites", "subtype,cross_site,shortcut",
                "--bootstrap", "50", "--batch-size", "8", "--out", str(tmp_path / "runs"), *extra)
 
 
@@ -62,11 +73,13 @@ def test_ray_executor_equals_local_executor(capsys, tmp_path, synth_dir, ckpt, l
     on_ray = _latest_result(tmp_path)
     n = local["dataset"]["counts"]["images"]
     assert on_ray["provenance"]["device"].startswith("ray")
-    views = on_ray["provenance"]["request"]["suites"]
-    assert views == ["subtype", "shortcut"]
+    assert on_ray["provenance"]["request"]["suites"] == ["subtype", "cross_site", "shortcut"]
     # Every view's rows were computed by Ray tasks (one per view and shard), none by the driver.
     assert on_ray["provenance"]["forward_images"] == local["provenance"]["forward_images"] >= n
     assert on_ray["suites"]["subtype"] == local["suites"]["subtype"]
+    # cross_site probes the embeddings, which travel back beside the clean probabilities.
+    assert "model embedding" in json.dumps(local["suites"]["cross_site"])
+    assert on_ray["suites"]["cross_site"]["metrics"] == local["suites"]["cross_site"]["metrics"]
     assert on_ray["suites"]["shortcut"]["metrics"] == local["suites"]["shortcut"]["metrics"]
 
     code, out, err = _run(capsys, tmp_path, synth_dir, ckpt, "--executor", "ray")
