@@ -117,12 +117,24 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
                          embeddings=embeddings)
     suite_results: dict[str, Any] = {}
     timings: dict[str, float] = {"predict_s": round(t_predict, 3)}
+    from benchmark.results import json_safe
+    from benchmark.store import default_cache_dir
+    from benchmark.suite_cache import SuiteCache, suite_key
+
+    suite_cache, cached_suites = SuiteCache((req.cache_dir or default_cache_dir()) / "suites"), []
     for s in suites:
         t = time.perf_counter()
-        suite_results[s] = SUITES.get(s)(predictions, manifest, config).to_json()
+        fn = SUITES.get(s)
+        key = suite_key(s, fn, predictions, dataset_info["manifest_sha256"], config)
+        body = suite_cache.get(key)
+        if body is None:
+            body = json_safe(fn(predictions, manifest, config).to_json())
+            suite_cache.put(key, body)
+        else:
+            cached_suites.append(s)
+        suite_results[s] = body
         timings[f"suite_{s}_s"] = round(time.perf_counter() - t, 3)
     if req.predictions is None:  # one sample through every view, for the report
-        from benchmark.store import default_cache_dir
         from benchmark.view_gallery import attach_galleries
 
         attach_galleries(suite_results, {s: suite_views(s) for s in suites}, data=req.data,
@@ -137,6 +149,7 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
             "seed": req.seed, "bootstrap": {**bcfg.to_json(), "unit": _unit(manifest)}, "device": device,
             "timings": timings, "started_at": started.isoformat(timespec="seconds"),
             "request": _request_json(req), "forward_images": fwd, "cached_views": cached,
+            "cached_suites": cached_suites,
         },
     }
     write_result(run_dir, result)

@@ -32,7 +32,8 @@ def print_summary(console: Console, outcome) -> None:
     console.print(f"[bold]{escape(result['model']['name'])}[/] on [bold]{escape(result['dataset']['name'])}[/]: "
                   f"{result['dataset']['counts']['images']} images, {result['dataset']['counts']['patients']} patients"
                   f" ({outcome.forward_images} forward passes, cached views: "
-                  f"{escape(', '.join(outcome.cached_views) or 'none')})", highlight=False)
+                  f"{escape(', '.join(outcome.cached_views) or 'none')}; cached suites: "
+                  f"{escape(', '.join(prov.get('cached_suites') or []) or 'none')})", highlight=False)
     for suite, body in result["suites"].items():
         names = HEADLINES.get(suite) or tuple(body["metrics"])[:12]
         table = Table(title=f"{suite}  (95% CI, {bs['method']} bootstrap over {bs['unit']}s, B={bs['n_resamples']})")
