@@ -177,3 +177,25 @@ def test_cluster_ids_of_mixed_types_and_length_mismatch():
     with pytest.raises(CxrbenchError, match="one id per image"):
         bootstrap(STATS, y, probs, clusters=patients[:-1], config=BootstrapConfig(n_resamples=5))
     assert math.isfinite(res.estimates["accuracy"].value)
+
+
+def test_the_memory_cap_on_chunks_changes_no_result(monkeypatch):
+    """Above about 2,600 images the chunk of resamples is cut to bound memory; the draws, and so the
+    replicates, must not change (here 6,000 images: 87 resamples a chunk instead of 200)."""
+    import importlib
+
+    bs = importlib.import_module("benchmark.stats.bootstrap")  # the package re-exports a function of that name
+
+    rng = np.random.default_rng(5)
+    n = 6000
+    y = rng.integers(0, 4, n)
+    probs = rng.dirichlet(np.ones(4), n)
+    patients = np.repeat(np.arange(n // 2), 2)
+    cfg = BootstrapConfig(n_resamples=300, seed=3)
+    assert bs.bounded_chunk(cfg, n).chunk < cfg.chunk  # the cap is active
+    capped = bootstrap(STATS, y, probs, clusters=patients, config=cfg)
+    monkeypatch.setattr(bs, "MAX_CHUNK_CELLS", 1 << 40)
+    assert bs.bounded_chunk(cfg, n).chunk == cfg.chunk
+    uncapped = bootstrap(STATS, y, probs, clusters=patients, config=cfg)
+    for name in ("accuracy", "macro_auroc", "macro_f1", "map"):
+        np.testing.assert_allclose(capped.replicates(name), uncapped.replicates(name), rtol=0, atol=1e-12)

@@ -134,8 +134,9 @@ MAX_CHUNK_CELLS = 1 << 19
 
 
 def bounded_chunk(config: BootstrapConfig, n_images: int) -> BootstrapConfig:
-    """`config` with its chunk cut to MAX_CHUNK_CELLS // n_images rows; the draws, and so the
-    results, do not depend on the chunk."""
+    """`config` with its chunk cut to MAX_CHUNK_CELLS // n_images rows. The draws do not depend on
+    the chunk, so neither do the results, up to rounding (1e-14) and, for a temperature refitted per
+    resample, its solver's 1e-10 tolerance (each chunk starts from the fit to its own mean weights)."""
     rows = max(1, min(config.chunk, MAX_CHUNK_CELLS // max(n_images, 1)))
     return config if rows == config.chunk else replace(config, chunk=rows)
 
