@@ -66,12 +66,11 @@ class _Prepared(TorchDataset):
             img = self.dataset.source.image(i)
             lb = letterbox(img.shape, (h, w), keep_aspect=self.keep_aspect)
             out = torch.from_numpy(np.ascontiguousarray(resize_image(img, lb), dtype=np.float32))[None]
-            mask = torch.zeros((1, h, w), dtype=torch.bool)
+            mask, boxes = self._no_mask(), self._no_boxes()
             if self.masks is not None:
                 from benchmark.lungs import lung_mask
 
                 mask = torch.from_numpy(resize_mask(lung_mask(self.dataset, i, img, self.masks), lb))[None]
-            boxes = torch.full((MAX_BOXES, 4), float("nan"))
             if self.with_boxes:
                 from benchmark.data.geometry import transform_boxes
                 from benchmark.lungs import lesion_boxes
@@ -86,8 +85,14 @@ class _Prepared(TorchDataset):
 
     def _failed(self, i: int, message: str):
         h, w = self.size
-        return (i, torch.zeros((1, h, w)), torch.zeros((1, h, w), dtype=torch.bool),
-                torch.full((MAX_BOXES, 4), float("nan")), message)
+        return i, torch.zeros((1, h, w)), self._no_mask(), self._no_boxes(), message
+
+    # Placeholders of one shape per run; empty when no view uses them, so nothing is built or batched.
+    def _no_mask(self) -> torch.Tensor:
+        return torch.zeros((1, *self.size) if self.with_masks else (0,), dtype=torch.bool)
+
+    def _no_boxes(self) -> torch.Tensor:
+        return torch.full((MAX_BOXES, 4) if self.with_boxes else (0, 4), float("nan"))
 
 
 def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batch_size, workers, seed, progress,

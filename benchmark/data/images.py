@@ -6,12 +6,13 @@ Every failure a user can cause surfaces as a one-line `DataError` naming the fil
 from __future__ import annotations
 
 import math
+import stat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -59,11 +60,13 @@ def read_dicom_header(path: str | Path) -> pydicom.Dataset:
 
 def _existing_file(path: str | Path) -> Path:
     path = Path(path)
-    if not path.exists():
-        raise DataError("file not found", where=str(path))
-    if not path.is_file():
+    try:
+        st = path.stat()  # one system call for the three checks: this runs for every image
+    except OSError:
+        raise DataError("file not found", where=str(path)) from None
+    if not stat.S_ISREG(st.st_mode):
         raise DataError("not a regular file (expected an image file)", where=str(path))
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise DataError("file is empty", where=str(path))
     return path
 
@@ -270,8 +273,9 @@ def _open_pillow(path: Path) -> tuple[Image.Image, str | None]:
         raise DataError(reason, where=str(path)) from None
     try:
         img.load()
-        # Viewers, and so annotators, see the EXIF-rotated picture; boxes refer to that.
-        transposed = ImageOps.exif_transpose(img)
+        # Viewers, and so annotators, see the EXIF-rotated picture; boxes refer to that. (Pillow
+        # copies the image even when there is nothing to rotate, so ask first.)
+        transposed = ImageOps.exif_transpose(img) if img.getexif().get(ExifTags.Base.Orientation, 1) != 1 else img
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors ...
         img.close()
         raise DataError(f"corrupt or truncated {img.format or 'image'} file ({_one_line(exc)})",
@@ -286,12 +290,13 @@ def _canonical_pillow(img: Image.Image, path: Path) -> np.ndarray:
     mode = img.mode
     if mode == "1":
         return _finish(np.asarray(img, dtype=np.float64))
-    if mode.startswith("I;16"):
-        return _finish(np.asarray(img).astype(np.float64) / 65535.0)
+    if mode.startswith("I;16"):  # integer pixels: finite and within [0, 1] once scaled
+        return (np.asarray(img).astype(np.float64) / 65535.0).astype(np.float32)
     if mode in ("I", "F"):
         return _finish(_wide_to_unit(np.asarray(img, dtype=np.float64), mode))
     if mode in ("L", "LA"):
-        return _finish(np.asarray(img.getchannel(0), dtype=np.float64) / 255.0)
+        grey = img if mode == "L" else img.getchannel(0)
+        return (np.asarray(grey, dtype=np.float64) / 255.0).astype(np.float32)
     try:
         rgb = np.asarray(img.convert("RGB"), dtype=np.float64)
     except Exception as exc:
