@@ -143,6 +143,9 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
             bar[0].stop()
 
 
+CHECK_IMAGES = 4  # images run both ways on the first fused batch
+
+
 class _Fusion:
     """The clean probabilities and the embedding of a batch from one forward pass, when the model
     splits its forward into features and head (LoadedModel.predict_and_embed). The first fused batch
@@ -157,12 +160,13 @@ class _Fusion:
             return {}
         with _autocast(model.device):
             probs, feats = model.predict_and_embed(images)
-            if not self.checked:
+            if not self.checked:  # on a few images: a whole extra batch would cost a few % of a run
                 self.checked = True
-                plain = model.predict(images)
-                if not np.allclose(probs, plain, rtol=0, atol=1e-6):
+                few = images[:CHECK_IMAGES]
+                fused_few, _ = model.predict_and_embed(few)
+                if not np.allclose(fused_few, model.predict(few), rtol=0, atol=1e-6):
                     self.on = False
-                    return {"clean": plain}
+                    return {"clean": model.predict(images)}
         feats = np.zeros((len(images), 0)) if feats is None else np.asarray(feats, dtype=np.float64)
         return {"clean": probs, EMBEDDING_VIEW: feats}  # zero columns: a model without features
 

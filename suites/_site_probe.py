@@ -62,25 +62,23 @@ def patient_folds(target: np.ndarray, patients: np.ndarray, folds: int, seed: in
 
 def out_of_fold_scores(features: np.ndarray, target: np.ndarray, fold: np.ndarray) -> np.ndarray:
     """Out-of-fold predicted group probabilities, float64[n, n_groups]."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
     from threadpoolctl import threadpool_limits
+
+    from suites._logistic import fit_predict_proba
 
     n_groups = int(target.max()) + 1
     out = np.zeros((len(target), n_groups))
     # The probe's matrices are small: BLAS threads only add overhead (ten-fold on a busy machine).
     with warnings.catch_warnings(), threadpool_limits(1, user_api="blas"):
-        warnings.simplefilter("ignore")  # convergence chatter on degenerate folds
+        warnings.simplefilter("ignore")  # overflow chatter on degenerate folds
         for k in np.unique(fold):
             train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
             classes = np.unique(target[train])
             if len(classes) == 1:  # a training fold with one group: the probe can only say that one
                 out[np.ix_(test, classes)] = 1.0
                 continue
-            probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
-            probe.fit(features[train], target[train])
-            out[np.ix_(test, probe.classes_)] = probe.predict_proba(features[test])
+            classes, probs = fit_predict_proba(features[train], target[train], features[test])
+            out[np.ix_(test, classes)] = probs
     return out
 
 

@@ -72,7 +72,7 @@ def test_a_run_needing_embeddings_does_one_pass(tmp_path):
                                batch_size=8, progress=False)
     n_batches = -(-len(ds) // 8)
     assert n_batches >= 3
-    assert net.feature_calls == n_batches + 1  # not 2 x n_batches: the first batch is checked once
+    assert net.feature_calls == n_batches + 2  # not 2 x n_batches: 4 images are checked both ways once
     assert stats.forward_images == len(ds)  # counts predictions, not embeddings
     assert out["clean"].shape == (len(ds), 4) and out[EMBEDDING_VIEW].shape == (len(ds), 144)
 
