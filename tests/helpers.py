@@ -63,3 +63,18 @@ def save_torchscript(module: nn.Module, path: Path, card_data: dict) -> Path:
     torch.jit.save(torch.jit.script(module), str(path))
     path.with_suffix("").with_suffix(".card.json").write_text(json.dumps(card_data))
     return path
+
+
+def written_synth(tmp_path_factory, **options) -> Path:
+    """A folder of synth PNGs and manifest.csv (`cxrbench synth`) for a module's tests."""
+    from benchmark import api
+
+    out = tmp_path_factory.mktemp("synth")
+    api.synth(out, **options)
+    return out
+
+
+def latest_result(runs: Path) -> dict:
+    """result.json of the newest run folder under `runs`."""
+    run = max(runs.iterdir(), key=lambda p: p.stat().st_mtime_ns)
+    return json.loads((run / "result.json").read_text())

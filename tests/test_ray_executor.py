@@ -11,7 +11,7 @@ import ray  # the [ray] extra is in the README's install line: a missing extra f
 
 from benchmark.errors import CxrbenchError
 from benchmark.ray_executor import plan_resources
-from tests.helpers import CANONICAL, card, cli
+from tests.helpers import CANONICAL, card, cli, latest_result, written_synth
 
 
 
@@ -29,11 +29,7 @@ def local_ray(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
-    from benchmark import api
-
-    out = tmp_path_factory.mktemp("synth")
-    api.synth(out, n_patients=30, image_size=96, seed=12)
-    return out
+    return written_synth(tmp_path_factory, n_patients=30, image_size=96, seed=12)
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +53,15 @@ def _run(capsys, tmp_path, data, ckpt, *extra):
                "--bootstrap", "50", "--batch-size", "8", "--out", str(tmp_path / "runs"), *extra)
 
 
-def _latest_result(tmp_path) -> dict:
-    run = max((tmp_path / "runs").iterdir(), key=lambda p: p.stat().st_mtime_ns)
-    return json.loads((run / "result.json").read_text())
-
-
 def test_ray_executor_equals_local_executor(capsys, tmp_path, synth_dir, ckpt, local_ray):
     code, _, err = _run(capsys, tmp_path, synth_dir, ckpt, "--cache-dir", str(tmp_path / "local"))
     assert code == 0, err
-    local = _latest_result(tmp_path)
+    local = latest_result(tmp_path / "runs")
 
     # The driver's cache (this test's CXRBENCH_CACHE) is not the workers': every row travels back.
     code, out, err = _run(capsys, tmp_path, synth_dir, ckpt, "--executor", "ray", "--shards", "3")
     assert code == 0, err
-    on_ray = _latest_result(tmp_path)
+    on_ray = latest_result(tmp_path / "runs")
     n = local["dataset"]["counts"]["images"]
     assert on_ray["provenance"]["device"].startswith("ray")
     assert on_ray["provenance"]["request"]["suites"] == ["subtype", "cross_site", "shortcut"]
@@ -84,7 +75,7 @@ def test_ray_executor_equals_local_executor(capsys, tmp_path, synth_dir, ckpt, l
 
     code, out, err = _run(capsys, tmp_path, synth_dir, ckpt, "--executor", "ray")
     assert code == 0, err
-    assert _latest_result(tmp_path)["provenance"]["forward_images"] == 0  # the driver's store serves a rerun
+    assert latest_result(tmp_path / "runs")["provenance"]["forward_images"] == 0  # the driver's store serves a rerun
 
 
 def test_a_failing_task_keeps_the_other_tasks_rows(capsys, tmp_path, synth_dir, ckpt, local_ray):

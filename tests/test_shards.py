@@ -1,15 +1,13 @@
 """Sharded evaluation: `run --shard I/N` slices, shards combined in one cache or by `cxrbench merge`."""
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmark.shards import Shard, all_shards, parse_shard, shard_rows
-from tests.helpers import CANONICAL, TinyNet, card, cli, save_torchscript
+from tests.helpers import CANONICAL, TinyNet, card, cli, latest_result, save_torchscript, written_synth
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -41,11 +39,7 @@ def test_parse_shard():
 
 @pytest.fixture(scope="module")
 def synth_dir(tmp_path_factory):
-    from benchmark import api
-
-    out = tmp_path_factory.mktemp("synth")
-    api.synth(out, n_patients=40, image_size=96, seed=11)
-    return out
+    return written_synth(tmp_path_factory, n_patients=40, image_size=96, seed=11)
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +54,10 @@ def _run(capsys, tmp_path, synth_dir, ckpt, cache, *extra):
     return cli(capsys, *args)
 
 
-def _latest_result(tmp_path) -> dict:
-    run = max((tmp_path / "runs").iterdir(), key=lambda p: p.stat().st_mtime_ns)
-    return json.loads((run / "result.json").read_text())
-
-
 def test_sharded_run_equals_unsharded_run(capsys, tmp_path, synth_dir, ckpt):
     code, _, err = _run(capsys, tmp_path, synth_dir, ckpt, tmp_path / "whole")
     assert code == 0, err
-    whole = _latest_result(tmp_path)
+    whole = latest_result(tmp_path / "runs")
 
     n = whole["dataset"]["counts"]["images"]
     for i in (1, 2, 3):
@@ -80,7 +69,7 @@ def test_sharded_run_equals_unsharded_run(capsys, tmp_path, synth_dir, ckpt):
 
     code, out, err = _run(capsys, tmp_path, synth_dir, ckpt, tmp_path / "sharded")
     assert code == 0, err
-    combined = _latest_result(tmp_path)
+    combined = latest_result(tmp_path / "runs")
     assert combined["provenance"]["forward_images"] == 0  # every row came from the shards
     assert combined["dataset"]["counts"]["images"] == n
     assert combined["suites"] == whole["suites"]  # exactly: same batches, same numbers
@@ -106,10 +95,10 @@ def test_shards_on_other_machines_merge(capsys, tmp_path, synth_dir, ckpt):
 
     code, _, err = _run(capsys, tmp_path, synth_dir, ckpt, tmp_path / "main")
     assert code == 0, err
-    merged = _latest_result(tmp_path)
+    merged = latest_result(tmp_path / "runs")
     assert merged["provenance"]["forward_images"] == 0
     code, _, err = _run(capsys, tmp_path, synth_dir, ckpt, tmp_path / "fresh")
-    assert _latest_result(tmp_path)["suites"] == merged["suites"]
+    assert latest_result(tmp_path / "runs")["suites"] == merged["suites"]
 
 
 def test_merge_reports_a_corrupt_piece_and_keeps_the_rest(capsys, tmp_path, synth_dir, ckpt):
