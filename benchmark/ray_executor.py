@@ -88,7 +88,7 @@ def run_on_ray(plan: RayPlan, store, dataset, model) -> dict[str, int]:
     entries = view_entries(model, dataset, plan.views, store)
     done = {v: entries[v].done_mask() for v in plan.views}
     if all(d.all() for d in done.values()):  # all stored: no cluster needed
-        return {v: 0 for v in plan.views}
+        return dict.fromkeys(plan.views, 0)
     started_here = _connect(ray, req.address)
     try:
         res = plan_resources(req.device, ray.cluster_resources(), workers=req.workers, shards=req.shards)
@@ -97,14 +97,13 @@ def run_on_ray(plan: RayPlan, store, dataset, model) -> dict[str, int]:
         tasks = [(group, s) for group in _view_groups(plan.views) for s in shards
                  if not all(done[v][shard_rows(len(dataset), s, req.batch_size)].all() for v in group)]
         remote = ray.remote(_compute_task).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
-        pending = {remote.remote(plan, group, s.index, s.count, res.device): (group, s) for group, s in tasks}
-        computed = {v: 0 for v in plan.views}
+        pending = [remote.remote(plan, group, s.index, s.count, res.device) for group, s in tasks]
+        computed = dict.fromkeys(plan.views, 0)
         failures: list[CxrbenchError] = []
         bar = progress_bar(_interactive(), len(pending), f"{len(pending)} Ray tasks")
         try:
             while pending:
-                ready, _ = ray.wait(list(pending), num_returns=1)
-                pending.pop(ready[0])
+                ready, pending = ray.wait(pending, num_returns=1)
                 try:
                     answers = _result(ray, ready[0])
                 except CxrbenchError as exc:  # the other tasks go on: their rows are stored for the rerun

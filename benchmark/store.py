@@ -35,6 +35,18 @@ def prediction_key(*, model_sha256: str, preprocessing: str, manifest_sha256: st
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def read_piece(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(rows, probs, fingerprints) of a stored piece: a finished entry (`probs.npz`, every row) or
+    a batch (`rows_*.npz`); None when the file cannot be read as one."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            probs, fp = z["probs"], z["fp"]
+            rows = z["rows"] if "rows" in z.files else np.arange(len(fp))
+    except (OSError, ValueError, KeyError, EOFError):
+        return None
+    return rows, probs, fp
+
+
 @dataclass
 class StoreEntry:
     """Predictions of one (model, dataset, view): `probs.npy` when complete, batch files until then.
@@ -55,11 +67,8 @@ class StoreEntry:
         return self.path / "probs.npz"
 
     def _final_rows(self) -> tuple[np.ndarray, np.ndarray] | None:
-        try:
-            with np.load(self._final) as z:
-                return z["probs"], z["fp"]
-        except (OSError, ValueError, KeyError):
-            return None
+        piece = read_piece(self._final)
+        return None if piece is None else piece[1:]
 
     def complete(self) -> bool:
         final = self._final_rows() if self._final.is_file() else None
@@ -85,13 +94,11 @@ class StoreEntry:
                 pieces.append((np.arange(self.n_rows), probs, fp))
         if self.path.is_dir():
             for f in sorted(self.path.glob("rows_*.npz")):
-                try:
-                    with np.load(f) as z:
-                        rows, probs, fp = z["rows"], z["probs"], z["fp"]
-                except (OSError, ValueError, KeyError):
+                piece = read_piece(f)
+                if piece is None:
                     f.unlink(missing_ok=True)  # a torn write from a killed process: recompute those rows
                     continue
-                pieces.append((rows, probs, fp))
+                pieces.append(piece)
         for rows, probs, fp in pieces:
             ok = (rows < self.n_rows) & (fp == self.fingerprints[np.minimum(rows, self.n_rows - 1)])
             yield rows[ok], probs[ok]

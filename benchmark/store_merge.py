@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import DataError
-from benchmark.store import PredictionStore
+from benchmark.store import PredictionStore, read_piece
 
 
 @dataclass
@@ -83,13 +83,13 @@ def _merge_entry(src: Path, dst: Path, outcome: MergeOutcome) -> None:
 
 
 def _read_piece(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """(rows, probs, fingerprints) of a finished entry (`probs.npz`) or a batch piece (`rows_*.npz`)."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            probs, fp = np.asarray(z["probs"], dtype=np.float64), np.asarray(z["fp"], dtype=np.int64)
-            rows = np.asarray(z["rows"], dtype=np.int64) if "rows" in z.files else np.arange(len(fp))
-    except (OSError, ValueError, KeyError, EOFError):
+    """A stored piece (benchmark.store.read_piece) that is also well formed: from another machine,
+    it is checked before it is trusted."""
+    piece = read_piece(path)
+    if piece is None:
         return None
+    rows, probs, fp = (np.asarray(piece[0], dtype=np.int64), np.asarray(piece[1], dtype=np.float64),
+                       np.asarray(piece[2], dtype=np.int64))
     if (probs.ndim != 2 or len(rows) != len(probs) or len(fp) != len(rows) or not np.isfinite(probs).all()
             or (len(rows) and rows.min() < 0)):
         return None
