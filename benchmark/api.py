@@ -33,7 +33,7 @@ class RunRequest:
     bootstrap: int = 1000
     ci_method: str = "percentile"
     predictions: Path | None = None   # skip the model: score an existing predictions file
-    trust_pickle: bool = False
+    trust_code: bool = False          # allow formats that carry code (pickles, TorchScript)
     cache_dir: Path | None = None
     progress: bool = True
     group_by: str = "site"            # the grouping column for per-group suites
@@ -109,6 +109,9 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
     from benchmark.report import write_report
 
     write_predictions(run_dir, predictions)  # saved before any suite runs: nothing computed is lost
+    from benchmark.run_manifest import write_run_manifest
+
+    write_run_manifest(run_dir, manifest, req.group_by)  # what suites read beyond predictions (`verify`)
     if embeddings is not None:
         from benchmark.embeddings import write_embeddings
 
@@ -184,7 +187,7 @@ def model_and_data(req: RunRequest):
     if req.workers < 0:
         raise CxrbenchError("must be 0 or more", where="--workers")
     dataset = resolve_dataset(req.data)
-    model = resolve_model(req.model, trust_pickle=req.trust_pickle)
+    model = resolve_model(req.model, trust_code=req.trust_code)
     dataset = use_prepared(dataset, model.card.input, (req.cache_dir or default_cache_dir()) / "prepared")
     return dataset, model, PredictionStore((req.cache_dir or default_cache_dir()) / "predictions")
 
@@ -241,6 +244,8 @@ def _from_model(req: RunRequest, views: list[str], *, embed: bool = False):
     predictions = pd.concat(frames, ignore_index=True)
     model_info = {"name": model.card.name, "sha256": model.sha256, "card": model.card.to_json(),
                   "spec": req.model or "reference"}
+    if getattr(model.loaded, "loading", None):  # e.g. the key prefix stripped from a state dict
+        model_info["loading"] = model.loaded.loading
     return (predictions, table, model_info,
             {**_dataset_info(dataset.name, dataset.manifest.sha256, table), **prepared_info(dataset)},
             stats.device, stats.forward_images, stats.cached_views, embeddings)
@@ -390,6 +395,14 @@ def splits(data: str, leave_out_site: str, out: Path, *, val_fraction: float = 0
     from benchmark.splits import write_splits
 
     return write_splits(resolve_dataset(data), leave_out_site, Path(out), val_fraction=val_fraction, seed=seed)
+
+
+def verify(run_dir: Path):
+    """Recompute every suite of a run folder from its own files and compare with its result.json;
+    returns a benchmark.verify.VerifyReport (`.exit_code` 0 verified, 1 differs, 2 cannot verify)."""
+    from benchmark.verify import verify_run
+
+    return verify_run(run_dir)
 
 
 def leaderboard(run_dirs: list[Path], out: Path, *, rank_by: str = "subtype.map", correction: str = "holm",

@@ -33,7 +33,7 @@ def run_cmd(
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for confidence intervals."),
     ci_method: str = typer.Option("percentile", "--ci-method", help="percentile or bca."),
     predictions: Optional[Path] = typer.Option(None, "--predictions", help="Score an existing predictions file."),
-    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Allow pickled checkpoints (runs their code)."),
+    trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help="Allow checkpoints that carry code: pickles and TorchScript (runs their code)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Prediction cache (default: ~/.cache/cxrbench)."),
     group_by: str = typer.Option("site", "--group-by", help="Manifest column for per-group metrics."),
     option: list[str] = typer.Option([], "--option", help="Suite option KEY=VALUE (repeatable)."),
@@ -49,7 +49,7 @@ def run_cmd(
     req = api.RunRequest(
         model=model, data=data, suites=tuple(s.strip() for s in suites.split(",") if s.strip()) if suites else None,
         out=out_dir, device=device, batch_size=batch_size, workers=workers, seed=seed, bootstrap=bootstrap,
-        ci_method=ci_method, predictions=predictions, trust_pickle=trust_pickle, cache_dir=cache_dir,
+        ci_method=ci_method, predictions=predictions, trust_code=trust_code, cache_dir=cache_dir,
         progress=sys.stderr.isatty(), group_by=group_by, options=api.parse_options(option), shard=shard,
         executor=executor, address=address, shards=shards,
     )
@@ -140,6 +140,18 @@ def gate_cmd(
     (out if out.is_terminal else Console(width=120)).print(gate_table(report))
     if not report.passed:
         sys.exit(1)  # SystemExit passes through main(); a failed gate is a verdict, not an error
+
+
+@app.command("verify")
+def verify_cmd(run_dir: Path = typer.Argument(..., help="Run folder (or its result.json).")) -> None:
+    """Recompute every suite from the run's predictions and compare with result.json: exit 0 all match,
+    1 some differ (named), 2 cannot verify."""
+    from benchmark import api
+
+    report = api.verify(run_dir)
+    (out if report.exit_code == 0 else err).print(report.headline, markup=False, highlight=False, soft_wrap=True)
+    if report.exit_code:
+        sys.exit(report.exit_code)  # a difference is a verdict, as for `gate`
 
 
 @app.command("splits")
