@@ -120,6 +120,7 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
                          embeddings=embeddings)
     suite_results: dict[str, Any] = {}
     timings: dict[str, float] = {"predict_s": round(t_predict, 3)}
+    from benchmark.result_rules import bootstrap_units  # CIs on < 30 units are marked unreliable
     from benchmark.results import json_safe
     from benchmark.store import default_cache_dir
     from benchmark.suite_cache import SuiteCache, suite_key
@@ -149,7 +150,7 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
         "suites": suite_results,
         "provenance": {
             "version": __version__, "metric_code_version": METRIC_CODE_VERSION, "git_commit": _git_commit(),
-            "seed": req.seed, "bootstrap": {**bcfg.to_json(), "unit": _unit(manifest)}, "device": device,
+            "seed": req.seed, "bootstrap": {**bcfg.to_json(), **bootstrap_units(_unit(manifest), manifest)}, "device": device,
             "timings": timings, "started_at": started.isoformat(timespec="seconds"),
             "request": _request_json(req), "forward_images": fwd, "cached_views": cached,
             "cached_suites": cached_suites,

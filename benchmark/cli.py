@@ -289,7 +289,9 @@ def main() -> None:
             raise
         from rich.markup import escape
 
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        from benchmark.textsafe import terminal_safe  # names in messages come from users' files
+
+        err.print(f"[bold red]error:[/] {escape(terminal_safe(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("interrupted; finished batches are cached and a rerun resumes from them")

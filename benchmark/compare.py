@@ -337,11 +337,14 @@ def comparison_tables(comp: Comparison) -> list[Any]:
     from rich.table import Table
     from rich.text import Text
 
+    from benchmark.textsafe import terminal_safe as safe
+
     level = round(comp.bootstrap.level * 100)
     parts: list[Any] = []
     for pair in comp.pairs:
-        # Model names come from submissions: Text objects keep rich from reading markup in them.
-        title = Text(f"A = {pair.a}   vs   B = {pair.b}")
+        # Model names come from submissions: Text objects keep rich from reading markup in them, and
+        # terminal_safe keeps escape sequences in them from reaching the terminal.
+        title = Text(safe(f"A = {pair.a}   vs   B = {pair.b}"))
         table = Table(title=title, caption=Text(comp.describe()), caption_justify="left", box=box.SIMPLE_HEAD)
         for col, justify in (("metric", "left"), ("A", "right"), ("B", "right"),
                              (f"A - B [{level}% CI]", "right"), ("test", "left"), ("p", "right"),
@@ -349,7 +352,7 @@ def comparison_tables(comp: Comparison) -> list[Any]:
             table.add_column(col, justify=justify)
         for r in pair.rows:
             style = "bold" if r.significant else None
-            table.add_row(r.metric, _f(r.value_a), _f(r.value_b),
+            table.add_row(Text(safe(r.metric)), _f(r.value_a), _f(r.value_b),
                           Text(f"{r.diff:+.3f} [{_f(r.ci[0])}, {_f(r.ci[1])}]"), r.test, _p(r.p_value),
                           _p(r.p_adjusted), Text(r.verdict, style=style))
         parts.append(table)
@@ -361,8 +364,8 @@ def comparison_tables(comp: Comparison) -> list[Any]:
             status = f"TIED: no metric differs after {comp.correction_name} correction"
         else:
             status = "differs on " + ", ".join(f"{r.metric} ({r.verdict})" for r in pair.differs)
-        summary.add_row(Text(pair.a), Text(pair.b), Text(status, style=None if pair.tied else "bold"))
+        summary.add_row(Text(safe(pair.a)), Text(safe(pair.b)), Text(safe(status), style=None if pair.tied else "bold"))
     parts.append(summary)
     if comp.resolution_warning:
-        parts.append(Text(f"note: {comp.resolution_warning}", style="yellow"))
+        parts.append(Text(safe(f"note: {comp.resolution_warning}"), style="yellow"))
     return parts

@@ -8,8 +8,13 @@ Policy (YAML):
         bound: lower               # which number to compare: the CI's lower end, its upper end, or the value
         min: 0.40                  # min and/or max
         reason: why this bar       # optional, shown in the summary
+    allow_unreliable_ci: false     # optional: gate on CI bounds of a run with < 30 resampling units
 Exit codes (set by the CLI): 0 every check passes, 1 some check fails, 2 the policy or the run is
-unusable (bad YAML, unknown bound or key, a metric the run lacks or could not compute).
+unusable (bad YAML, unknown bound or key, a metric the run lacks or could not compute, a result file
+that claims what no run can produce, a CI bound from too few patients to mean anything).
+
+Policies may come from strangers: YAML aliases are refused (a few hundred bytes of nested aliases
+expand to gigabytes) and so are duplicate keys (a second `min:` would silently win).
 """
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from benchmark.errors import CxrbenchError
 
 BOUNDS = {"lower": "lower end of CI", "upper": "upper end of CI", "value": "point value"}
 CHECK_KEYS = ("metric", "bound", "min", "max", "reason")
-POLICY_KEYS = ("name", "description", "checks")
+POLICY_KEYS = ("name", "description", "checks", "allow_unreliable_ci")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class Policy:
     checks: tuple[Check, ...]
     source: str
     description: str = ""
+    allow_unreliable_ci: bool = False  # CI bounds of runs with too few resampling units may be checked
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,36 @@ def default_policy_path() -> Path:
     return Path(__file__).parent / "policies" / "default.yaml"
 
 
+def _strict_loader():
+    """yaml.SafeLoader without aliases and without duplicate keys."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"aliases (*{event.anchor}) are not allowed in a policy; write the value out",
+                    event.start_mark)
+            return super().compose_node(parent, index)
+
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # an unhashable key: SafeLoader reports it below
+                    duplicate = False
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (each key may appear once)", key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return StrictLoader
+
+
 def load_policy(spec: str | Path) -> Policy:
     """A policy file, or `default` for the shipped deploy policy."""
     import yaml
@@ -103,7 +139,7 @@ def load_policy(spec: str | Path) -> Policy:
     if not path.is_file():
         raise CxrbenchError("policy file not found (give a YAML file or 'default')", where=str(path))
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_strict_loader())  # noqa: S506 (safe)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -152,16 +188,29 @@ def parse_policy(data: Any, *, source: str = "policy") -> Policy:
             raise CxrbenchError(f"min {lo:g} is above max {hi:g}", where=where)
         reason = item.get("reason")
         out.append(Check(metric, bound, lo, hi, None if reason is None else str(reason)))
+    allow = data.get("allow_unreliable_ci", False)
+    if not isinstance(allow, bool):
+        raise CxrbenchError(f"'allow_unreliable_ci' must be true or false, found {allow!r}", where=source)
     name = data.get("name") or Path(source).stem
-    return Policy(str(name), tuple(out), source, str(data.get("description") or ""))
+    return Policy(str(name), tuple(out), source, str(data.get("description") or ""), allow)
 
 
 # --- evaluation -------------------------------------------------------------------------------------
 
 def evaluate(result: dict[str, Any], policy: Policy, run_dir: Path) -> GateReport:
     """Check every bound; a metric the run lacks (or could not compute) makes the gate unusable."""
+    from benchmark.result_rules import MIN_BOOTSTRAP_UNITS, ci_reliability
     from benchmark.results import metric
 
+    units, reliable = ci_reliability(result)
+    on_bounds = [c for c in policy.checks if c.bound != "value"]
+    if on_bounds and not reliable and not policy.allow_unreliable_ci:
+        # A zero-width "95% CI" from one patient would pass any bound: that is no evidence.
+        raise CxrbenchError(
+            f"unusable: the run's CIs rest on {units if units is not None else 'an unknown number of'} resampling "
+            f"units (fewer than {MIN_BOOTSTRAP_UNITS}), so the check on {on_bounds[0].metric} "
+            f"({BOUNDS[on_bounds[0].bound]}) proves nothing; evaluate on more patients, or set "
+            "allow_unreliable_ci: true in the policy", where=str(run_dir))
     missing = [c.metric for c in policy.checks if metric(result, c.metric) is None]
     if missing:
         suites = sorted({m.partition(".")[0] for m in missing})
@@ -185,7 +234,11 @@ def run_gate(run_dir: str | Path, policy: str | Path) -> GateReport:
     from benchmark.results import read_result
 
     pol = load_policy(policy)  # a bad policy is reported before the run is read
-    return evaluate(read_result(run_dir), pol, Path(run_dir))
+    try:
+        result = read_result(run_dir)
+    except CxrbenchError as exc:
+        raise CxrbenchError(f"unusable run: {exc}") from exc
+    return evaluate(result, pol, Path(run_dir))
 
 
 # --- outputs ----------------------------------------------------------------------------------------
@@ -245,13 +298,15 @@ def gate_table(report: GateReport) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(title=Text(f"gate: policy {report.policy.name} on {report.model} / {report.dataset}"),
+    from benchmark.textsafe import terminal_safe
+
+    table = Table(title=Text(terminal_safe(f"gate: policy {report.policy.name} on {report.model} / {report.dataset}")),
                   caption=Text(report.headline, style="bold green" if report.passed else "bold red"))
     for col, justify in (("result", "left"), ("metric", "left"), ("compared", "left"), ("observed", "right"),
                          ("required", "left"), ("value [95% CI]", "right")):
         table.add_column(col, justify=justify)
     for r in report.results:
         table.add_row(Text("pass", style="green") if r.passed else Text("FAIL", style="bold red"),
-                      Text(r.check.metric), BOUNDS[r.check.bound], f"{r.observed:.3f}", r.check.threshold,
+                      Text(terminal_safe(r.check.metric)), BOUNDS[r.check.bound], f"{r.observed:.3f}", r.check.threshold,
                       Text(f"{_f(r.value)} [{_f(r.ci[0])}, {_f(r.ci[1])}]"))
     return table

@@ -94,6 +94,10 @@ def render_report(result: dict[str, Any]) -> str:
         "started": prov.get("started_at"),
     }
     dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in facts.items())
+    bs = prov.get("bootstrap") if isinstance(prov.get("bootstrap"), dict) else {}
+    if bs.get("ci_reliable") is False:  # benchmark.result_rules: too few resampling units
+        dl += (f"<dt>CI warning</dt><dd class=unreliable>unreliable: the 95% CIs rest on {escape(str(bs.get('units')))} "
+               f"{escape(str(bs.get('unit')))}s, fewer than {escape(str(bs.get('min_units')))}</dd>")
     plots = "".join(
         f"Plotly.newPlot({script_json(div)},{script_json(fig.get('data', []))},"
         f"{script_json(fig.get('layout', {}))},{{staticPlot:false,displaylogo:false}});"

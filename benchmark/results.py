@@ -15,6 +15,7 @@ import pandas as pd
 
 from benchmark.errors import CxrbenchError
 from benchmark.labels import CLASSES, PROB_COLUMNS
+from benchmark.result_rules import metric_problems, units_problems
 
 SCHEMA = "cxrbench.result/1"
 TOP_LEVEL = ("schema", "model", "dataset", "suites", "provenance")
@@ -52,7 +53,9 @@ def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
 
 
 def validate_result(data: Any) -> list[str]:
-    """Every way `data` departs from the schema, as messages naming the field; empty when valid."""
+    """Every way `data` departs from the schema, or claims what no run can produce (non-finite or
+    boolean numbers, a CI upside down or far from its value, a value outside the metric's known
+    range: benchmark.result_rules), as messages naming the field; empty when valid."""
     if not isinstance(data, dict):
         return ["top level is not a JSON object"]
     problems = [f"missing top-level key {k!r}" for k in TOP_LEVEL if k not in data]
@@ -76,13 +79,11 @@ def validate_result(data: Any) -> list[str]:
             if not isinstance(metric, dict) or "value" not in metric or "ci" not in metric:
                 problems.append(f"{where} needs 'value' and 'ci'")
                 continue
-            if metric["value"] is not None and not isinstance(metric["value"], int | float):
-                problems.append(f"{where}.value is not a number")
-            ci = metric["ci"]
-            if not (isinstance(ci, list) and len(ci) == 2 and all(c is None or isinstance(c, int | float) for c in ci)):
-                problems.append(f"{where}.ci is not [lo, hi]")
+            problems += metric_problems(where, str(name), metric)
     if not isinstance(data["provenance"], dict):
         problems.append("'provenance' is not an object")
+    elif not problems:
+        problems += units_problems(data)
     return problems
 
 

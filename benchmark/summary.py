@@ -29,11 +29,17 @@ def print_summary(console: Console, outcome) -> None:
     result = outcome.result
     prov = result["provenance"]
     bs = prov["bootstrap"]
-    console.print(f"[bold]{escape(result['model']['name'])}[/] on [bold]{escape(result['dataset']['name'])}[/]: "
+    from benchmark.textsafe import terminal_safe as safe
+
+    console.print(f"[bold]{escape(safe(result['model']['name']))}[/] on [bold]{escape(safe(result['dataset']['name']))}[/]: "
                   f"{result['dataset']['counts']['images']} images, {result['dataset']['counts']['patients']} patients"
                   f" ({outcome.forward_images} forward passes, cached views: "
                   f"{escape(', '.join(outcome.cached_views) or 'none')}; cached suites: "
                   f"{escape(', '.join(prov.get('cached_suites') or []) or 'none')})", highlight=False)
+    if bs.get("ci_reliable") is False:  # benchmark.result_rules: too few units for a meaningful CI
+        console.print(f"[bold yellow]warning:[/] the 95% CIs rest on {bs.get('units')} {escape(str(bs.get('unit')))}s, "
+                      f"fewer than {bs.get('min_units')}: they are unreliable, and a gate on a CI bound "
+                      "refuses this run", highlight=False)
     for suite, body in result["suites"].items():
         names = HEADLINES.get(suite) or tuple(body["metrics"])[:12]
         table = Table(title=f"{suite}  (95% CI, {bs['method']} bootstrap over {bs['unit']}s, B={bs['n_resamples']})")

@@ -53,6 +53,17 @@ def stale_badge(e: Entry) -> str:
             "stale</span>")
 
 
+def unreliable_badge(e: Entry) -> str:
+    """Marks an entry whose CIs rest on fewer resampling units than benchmark.result_rules asks for."""
+    from benchmark.result_rules import MIN_BOOTSTRAP_UNITS, ci_reliability
+
+    units, reliable = ci_reliability(e.result)
+    if reliable:
+        return ""
+    return (f"<span class='badge unreliable' title='95% CIs from {esc(units)} resampling units, fewer than "
+            f"{MIN_BOOTSTRAP_UNITS}: too few to trust'>unreliable CI</span>")
+
+
 # --- index ------------------------------------------------------------------------------------------
 
 def index_group(i: int, entries: list[Entry], standings: dict[str, Standing], *, rank_by: str, note: str) -> str:
@@ -73,7 +84,7 @@ def index_group(i: int, entries: list[Entry], standings: dict[str, Standing], *,
             f"<tr data-slug='{esc(e.slug)}'{' class=is-stale' if e.stale else ''}>"
             f"<td class=num data-sort='{rank}'>{rank}</td>"
             f"<td data-sort='{esc(e.model.lower())}'><a href='entries/{esc(e.slug)}.html'>{esc(e.model)}</a></td>"
-            f"<td class=status data-sort='{order}'>{status_badge(s)}</td>"
+            f"<td class=status data-sort='{order}'>{status_badge(s)}{unreliable_badge(e)}</td>"
             + "".join(metric_cell(e.metric(c)) for c in cols)
             + f"<td class=num data-sort='{esc(e.result['dataset'].get('counts', {}).get('images', ''))}'>"
             f"{fmt(e.result['dataset'].get('counts', {}).get('images'))}</td>"
@@ -155,7 +166,7 @@ def entry_page(e: Entry, s: Standing, clean: pd.DataFrame | None, *, others: dic
     links = "".join(f"<li><a href='../{esc(href)}'>vs {esc(others[slug])}</a></li>"
                     for slug, href in sorted(s.compare.items()))
     compare = f"<ul>{links}</ul>" if links else "<p class=note>No other entry was scored on the same images.</p>"
-    badges = f"<p>{status_badge(s)}{stale_badge(e)}</p>" + (f"<p class=note>{esc(s.note)}</p>" if s.note else "")
+    badges = f"<p>{status_badge(s)}{stale_badge(e)}{unreliable_badge(e)}</p>" + (f"<p class=note>{esc(s.note)}</p>" if s.note else "")
     content = render("entry.html", model=esc(e.model), dataset=esc(e.dataset), badges=badges, toc=" ".join(toc),
                      headline=headline, sections="".join(sections), compare=compare, provenance=provenance(e))
     return content, figs

@@ -19,7 +19,7 @@ def result_with(metrics: dict[str, tuple[float, float, float]], model: str = "m"
         suites.setdefault(suite, {"metrics": {}, "tables": {}, "figures": {}, "notes": []})
         suites[suite]["metrics"][name] = {"value": value, "ci": [lo, hi]}
     return {"schema": "cxrbench.result/1", "model": {"name": model, "sha256": "0" * 64},
-            "dataset": {"name": "d", "manifest_sha256": "1" * 64, "counts": {"images": 10}},
+            "dataset": {"name": "d", "manifest_sha256": "1" * 64, "counts": {"images": 100}},
             "suites": suites, "provenance": {"seed": 0}}
 
 
