@@ -4,6 +4,10 @@ Key = model weights hash + preprocessing + manifest hash + view spec. Beside eac
 fingerprint of its pixels' source (file size and modification time), so an image replaced in place
 is recomputed while its neighbours are reused. Each finished batch is written at once (atomically):
 an interrupted run resumes where it stopped and a failure later in the run loses nothing computed.
+
+Every piece carries a checksum of its arrays (`sum`), checked whenever it is read: a piece that was
+damaged on disk (bad CRC, truncated zip, other content) is named in one warning on stderr, deleted
+and its rows computed again, instead of serving wrong predictions or ending the run.
 """
 from __future__ import annotations
 
@@ -11,12 +15,16 @@ import hashlib
 import json
 import os
 import shutil
+import sys
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-STORE_VERSION = "1"  # bump when the meaning of cached predictions changes
+STORE_VERSION = "2"  # bump when the meaning of cached predictions changes (2: pieces carry checksums)
+VERIFY = True  # check each piece's checksum on read (perf/cache_verify.py measures what it costs)
 
 
 def default_cache_dir() -> Path:
@@ -35,16 +43,67 @@ def prediction_key(*, model_sha256: str, preprocessing: str, manifest_sha256: st
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+class DamagedPiece(Exception):
+    """A stored piece that cannot be trusted; the message says why."""
+
+
+def piece_checksum(rows: np.ndarray, probs: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """16 bytes of BLAKE2b over the arrays' shapes, dtypes and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in (rows, probs, fp):
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(np.ascontiguousarray(a).data)
+    return np.frombuffer(h.digest(), dtype=np.uint8)
+
+
+def save_piece(path: Path, rows: np.ndarray | None, probs: np.ndarray, fp: np.ndarray) -> None:
+    """Write a piece atomically (temporary file, then rename), with its checksum."""
+    arrays = {"probs": np.asarray(probs, dtype=np.float64), "fp": np.asarray(fp, dtype=np.int64)}
+    if rows is not None:
+        arrays["rows"] = np.asarray(rows, dtype=np.int64)
+    rows_ = arrays.get("rows", np.arange(len(arrays["fp"]), dtype=np.int64))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrays, sum=piece_checksum(rows_, arrays["probs"], arrays["fp"]))
+    os.replace(tmp, path)
+
+
 def read_piece(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(rows, probs, fingerprints) of a stored piece: a finished entry (`probs.npz`, every row) or
-    a batch (`rows_*.npz`); None when the file cannot be read as one."""
+    a batch (`rows_*.npz`). None when the file is gone (another process finished the entry);
+    DamagedPiece when it is there but not a well-formed piece whose checksum matches."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            probs, fp = z["probs"], z["fp"]
-            rows = z["rows"] if "rows" in z.files else np.arange(len(fp))
-    except (OSError, ValueError, KeyError, EOFError):
+            probs, fp, stored = z["probs"], z["fp"], z["sum"]
+            rows = z["rows"] if "rows" in z.files else np.arange(len(fp), dtype=np.int64)
+    except FileNotFoundError:
         return None
+    except KeyError as exc:
+        raise DamagedPiece(f"lacks the array {exc}") from exc
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+        raise DamagedPiece(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}") from exc
+    if (probs.dtype != np.float64 or fp.dtype != np.int64 or rows.dtype != np.int64 or probs.ndim != 2
+            or fp.ndim != 1 or rows.ndim != 1 or len(rows) != len(probs) or len(fp) != len(rows)):
+        raise DamagedPiece("arrays of the wrong type or shape")
+    if VERIFY and not np.array_equal(stored, piece_checksum(rows, probs, fp)):
+        raise DamagedPiece("checksum mismatch (its content changed after it was written)")
     return rows, probs, fp
+
+
+def _discard(path: Path, why: str) -> None:
+    """One warning for a damaged piece, which is then deleted so that its rows are recomputed."""
+    print(f"warning: {path}: damaged prediction piece ({why}); discarded, its rows are computed again",
+          file=sys.stderr, flush=True)
+    path.unlink(missing_ok=True)
+
+
+def load_piece(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """read_piece for this store's own entries: a damaged piece is discarded (and None returned)."""
+    try:
+        return read_piece(path)
+    except DamagedPiece as exc:
+        _discard(path, str(exc))
+        return None
 
 
 @dataclass
@@ -67,8 +126,20 @@ class StoreEntry:
         return self.path / "probs.npz"
 
     def _final_rows(self) -> tuple[np.ndarray, np.ndarray] | None:
-        piece = read_piece(self._final)
-        return None if piece is None else piece[1:]
+        # A run asks complete() and load() of the same file: it is read and verified once while
+        # it stays the same file (same inode, size and mtime).
+        try:
+            st = self._final.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        memo = self.__dict__.get("_memo")
+        if memo is not None and memo[0] == stamp:
+            return memo[1]
+        piece = load_piece(self._final)
+        final = None if piece is None else piece[1:]
+        self.__dict__["_memo"] = (stamp, final)
+        return final
 
     def complete(self) -> bool:
         final = self._final_rows() if self._final.is_file() else None
@@ -94,11 +165,9 @@ class StoreEntry:
                 pieces.append((np.arange(self.n_rows), probs, fp))
         if self.path.is_dir():
             for f in sorted(self.path.glob("rows_*.npz")):
-                piece = read_piece(f)
-                if piece is None:
-                    f.unlink(missing_ok=True)  # a torn write from a killed process: recompute those rows
-                    continue
-                pieces.append(piece)
+                piece = load_piece(f)  # a damaged piece is named, deleted and its rows recomputed
+                if piece is not None:
+                    pieces.append(piece)
         for rows, probs, fp in pieces:
             ok = (rows < self.n_rows) & (fp == self.fingerprints[np.minimum(rows, self.n_rows - 1)])
             yield rows[ok], probs[ok]
@@ -121,11 +190,7 @@ class StoreEntry:
     def write_chunk(self, rows: np.ndarray, probs: np.ndarray) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         name = f"rows_{int(rows[0]):09d}_{len(rows):06d}_{os.getpid()}.npz"
-        tmp = self.path / f".{name}.tmp"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, rows=rows.astype(np.int64), probs=probs.astype(np.float64),
-                     fp=self.fingerprints[rows])
-        os.replace(tmp, self.path / name)
+        save_piece(self.path / name, rows, probs, self.fingerprints[rows])
 
     def finalize(self) -> np.ndarray:
         """Merge the stored pieces into one file once every row is present."""
@@ -138,10 +203,7 @@ class StoreEntry:
             raise RuntimeError(f"prediction store entry {self.path} is empty")
         if np.isnan(out).any():
             raise RuntimeError(f"prediction store entry {self.path} is incomplete")
-        tmp = self.path / f".probs.{os.getpid()}.tmp"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, probs=out, fp=self.fingerprints)
-        os.replace(tmp, self._final)
+        save_piece(self._final, None, out, self.fingerprints)
         for f in self.path.glob("rows_*.npz"):
             f.unlink()
         return out

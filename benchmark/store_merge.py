@@ -3,21 +3,22 @@
 Each source is a cache folder (holding `predictions/`) or a `predictions/` folder itself. Every stored
 piece, finished or partial, is copied into the target as a piece of the same entry, named by its
 content hash so that merging the same source twice adds nothing. Nothing is trusted blindly: a piece
-that is not a well-formed prediction array is reported by name and not copied. The next `cxrbench run`
+that is not a well-formed prediction array with a matching checksum (a bad CRC, a truncated zip, changed
+content) is skipped, and named with the reason in the one error line that ends the merge after every
+good piece is copied. The next `cxrbench run`
 uses the rows whose images have the same size and modification time here as where they were computed
 (a shared file system or `rsync -a` keeps both); others are recomputed.
 """
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from benchmark.errors import DataError
-from benchmark.store import PredictionStore, read_piece
+from benchmark.store import DamagedPiece, PredictionStore, read_piece, save_piece
 
 
 @dataclass
@@ -40,8 +41,8 @@ def merge_stores(sources: list[Path], target: PredictionStore) -> MergeOutcome:
         for entry in sorted(p for p in root.glob("??/*") if p.is_dir()):
             _merge_entry(entry, target.root / entry.parent.name / entry.name, outcome)
     if outcome.unreadable:
-        raise DataError(f"merged {outcome.pieces} pieces; {len(outcome.unreadable)} files are not prediction "
-                        f"pieces and were left out (first: {outcome.unreadable[0]})", where="merge")
+        raise DataError(f"merged {outcome.pieces} pieces; {len(outcome.unreadable)} files are not intact prediction "
+                        f"pieces and were skipped (first: {outcome.unreadable[0]})", where="merge")
     return outcome
 
 
@@ -61,9 +62,12 @@ def _merge_entry(src: Path, dst: Path, outcome: MergeOutcome) -> None:
         return
     copied = False
     for f in sorted(src.glob("*.npz")):
-        piece = _read_piece(f)
-        if piece is None:
-            outcome.unreadable.append(str(f))
+        try:
+            piece = _read_piece(f)
+        except DamagedPiece as exc:
+            outcome.unreadable.append(f"{f}: {exc}")
+            continue
+        if piece is None:  # gone since the listing
             continue
         rows, probs, fp = piece
         digest = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
@@ -72,10 +76,7 @@ def _merge_entry(src: Path, dst: Path, outcome: MergeOutcome) -> None:
             outcome.already += 1
             continue
         dst.mkdir(parents=True, exist_ok=True)
-        tmp = dst / f".{name}.tmp"
-        with open(tmp, "wb") as fh:
-            np.savez(fh, rows=rows, probs=probs, fp=fp)
-        os.replace(tmp, dst / name)
+        save_piece(dst / name, rows, probs, fp)
         outcome.pieces += 1
         outcome.rows += len(rows)
         copied = True
@@ -83,14 +84,12 @@ def _merge_entry(src: Path, dst: Path, outcome: MergeOutcome) -> None:
 
 
 def _read_piece(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """A stored piece (benchmark.store.read_piece) that is also well formed: from another machine,
-    it is checked before it is trusted."""
+    """A stored piece (benchmark.store.read_piece: checksum verified) that is also plausible: from
+    another machine, it is checked before it is trusted. None when the file is gone."""
     piece = read_piece(path)
     if piece is None:
         return None
-    rows, probs, fp = (np.asarray(piece[0], dtype=np.int64), np.asarray(piece[1], dtype=np.float64),
-                       np.asarray(piece[2], dtype=np.int64))
-    if (probs.ndim != 2 or len(rows) != len(probs) or len(fp) != len(rows) or not np.isfinite(probs).all()
-            or (len(rows) and rows.min() < 0)):
-        return None
+    rows, probs, fp = piece
+    if not np.isfinite(probs).all() or (len(rows) and rows.min() < 0):
+        raise DamagedPiece("non-finite predictions or negative rows")
     return rows, probs, fp

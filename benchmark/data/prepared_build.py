@@ -1,12 +1,14 @@
 """Writing the prepared-image store (see `benchmark.data.prepared` for what it holds and how runs
 read it): decode every row once, in worker processes if asked, straight into the memory-mapped
-arrays; on a second call only rows whose file changed are decoded again."""
+arrays; on a second call only rows whose file changed, or whose stored bytes fail their checksum,
+are decoded again."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +57,11 @@ def prepare(dataset: Dataset, size: int, root: Path, *, workers: int = 0, progre
     fps = dataset.source.fingerprints()
     final = store_path(root, dataset.manifest.sha256, size)
     old = _open_existing(final)
-    todo = np.arange(n) if old is None else np.flatnonzero(~old.usable(fps))
+    if old is None:
+        todo = np.arange(n)
+    else:  # stale rows, and current rows damaged on disk since (one read of the store)
+        current = np.flatnonzero(old.usable(fps))
+        todo = np.union1d(np.flatnonzero(~old.usable(fps)), current[old.damaged(current)])
     with_masks = bool(dataset.table["lung_mask"].notna().any())
     work = final if old is not None else final.with_name(f"{final.name}.tmp-{os.getpid()}")
     if old is None:
@@ -64,13 +70,13 @@ def prepare(dataset: Dataset, size: int, root: Path, *, workers: int = 0, progre
     results = _decode_rows(dataset.source, todo, work, size, with_masks, workers, progress,
                            f"preparing {dataset.name} at {size}")
     failed = []
-    for i, hw, digest, has_mask, error in results:
+    for i, hw, digest, has_mask, crc, error in results:
         rows["fp"][i] = fps[i]
         rows["done"][i] = not error
         if error:
             failed.append(f"row {i + 2}: {error}")
             continue
-        rows["hw"][i], rows["digest"][i], rows["has_mask"][i] = hw, digest, has_mask
+        rows["hw"][i], rows["digest"][i], rows["has_mask"][i], rows["crc"][i] = hw, digest, has_mask, crc
     meta = {"version": PREPARED_VERSION, "decode": decode_settings(), "size": size, "n": n,
             "manifest_sha256": dataset.manifest.sha256, "name": dataset.name, "masks": with_masks,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -104,9 +110,10 @@ def _allocate(work: Path, n: int, size: int, with_masks: bool) -> None:
 def _rows_of(old: PreparedStore | None, n: int) -> dict[str, np.ndarray]:
     if old is not None:
         return {"fp": old.fp.copy(), "hw": old.hw.copy(), "done": old.done.copy(),
-                "has_mask": old.has_mask.copy(), "digest": old.digest.copy()}
+                "has_mask": old.has_mask.copy(), "digest": old.digest.copy(), "crc": old.crc.copy()}
     return {"fp": np.zeros(n, np.int64), "hw": np.zeros((n, 2), np.int32), "done": np.zeros(n, bool),
-            "has_mask": np.zeros(n, bool), "digest": np.zeros((n, 32), np.uint8)}
+            "has_mask": np.zeros(n, bool), "digest": np.zeros((n, 32), np.uint8),
+            "crc": np.zeros((n, 2), np.uint32)}
 
 
 def _write_rows(work: Path, rows: dict[str, np.ndarray]) -> None:
@@ -155,16 +162,21 @@ def _decode_chunk(source, rows: np.ndarray, work: Path, size: int, with_masks: b
         try:
             img = source.image(i)
             lb = letterbox(img.shape, (size, size))
-            images[i] = np.round(resize_image(img, lb) * 65535.0).astype(np.uint16)
+            stored = np.round(resize_image(img, lb) * 65535.0).astype(np.uint16)
+            images[i] = stored
+            crc = [zlib.crc32(stored.data), 0]  # checked when the row is read (PreparedStore)
             has_mask = False
             if masks is not None:
                 m = source.lung_mask(i)
                 if m is not None:
-                    masks[i] = resize_mask(m, lb)  # the image's geometry: a mismatched mask is an error
+                    # the image's geometry: a mismatched mask is an error
+                    stored_mask = np.ascontiguousarray(resize_mask(m, lb), dtype=np.uint8)
+                    masks[i] = stored_mask
+                    crc[1] = zlib.crc32(stored_mask.data)
                     has_mask = True
-            out.append((i, img.shape, np.frombuffer(pixel_digest(img), np.uint8), has_mask, ""))
+            out.append((i, img.shape, np.frombuffer(pixel_digest(img), np.uint8), has_mask, crc, ""))
         except CxrbenchError as exc:
-            out.append((i, (0, 0), np.zeros(32, np.uint8), False, str(exc)))
+            out.append((i, (0, 0), np.zeros(32, np.uint8), False, [0, 0], str(exc)))
     images.flush()
     if masks is not None:
         masks.flush()
