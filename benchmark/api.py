@@ -42,6 +42,7 @@ class RunRequest:
     executor: str = "local"           # local | ray
     address: str | None = None        # Ray cluster address (None: a local Ray instance)
     shards: int | None = None         # row slices per view for the Ray executor (None: one per slot)
+    shared_plotly: bool = False       # report.html loads plotly.js from `out`/plotly.min.js, written once
 
 
 EXECUTORS = ("local", "ray")
@@ -157,7 +158,7 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
         },
     }
     write_result(run_dir, result)
-    write_report(run_dir, result)
+    write_report(run_dir, result, shared_plotly=req.shared_plotly)
     return RunOutcome(run_dir, result, forward_images=fwd, cached_views=cached)
 
 
@@ -407,12 +408,14 @@ def verify(run_dir: Path):
 
 
 def leaderboard(run_dirs: list[Path], out: Path, *, rank_by: str = "subtype.map", correction: str = "holm",
-                bootstrap: int = 1000, seed: int = 0):
-    """Build the static leaderboard site; returns a leaderboard.BuildOutcome."""
+                bootstrap: int = 1000, seed: int = 0, verify: bool = True, require_verified: bool = False,
+                jobs: int | None = None, cache_dir: Path | None = None):
+    """Build the static leaderboard site (each entry verified unless `verify` is False, and left out
+    unless verified when `require_verified`); returns a leaderboard.BuildOutcome."""
     from leaderboard import build_site
 
     return build_site(list(run_dirs), Path(out), rank_by=rank_by, correction=correction, bootstrap=bootstrap,
-                      seed=seed)
+                      seed=seed, verify=verify, require_verified=require_verified, jobs=jobs, cache_dir=cache_dir)
 
 
 def train(baseline: str, *, data: str | None = None, out: Path | None = None, **options: Any):

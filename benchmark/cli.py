@@ -41,6 +41,7 @@ def run_cmd(
     executor: str = typer.Option("local", "--executor", help="local, or ray (needs the [ray] extra)."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray instance)."),
     shards: Optional[int] = typer.Option(None, "--shards", help="Ray executor: row slices per view (default: one per task slot)."),
+    shared_plotly: bool = typer.Option(False, "--shared-plotly", help="report.html loads plotly.js from one copy in --out instead of inlining it."),
 ) -> None:
     """Evaluate a model on a dataset and write result.json, predictions.parquet and report.html."""
     from benchmark import api
@@ -51,7 +52,7 @@ def run_cmd(
         out=out_dir, device=device, batch_size=batch_size, workers=workers, seed=seed, bootstrap=bootstrap,
         ci_method=ci_method, predictions=predictions, trust_code=trust_code, cache_dir=cache_dir,
         progress=sys.stderr.isatty(), group_by=group_by, options=api.parse_options(option), shard=shard,
-        executor=executor, address=address, shards=shards,
+        executor=executor, address=address, shards=shards, shared_plotly=shared_plotly,
     )
     outcome = api.run(req)
     print_summary(out, outcome)
@@ -222,11 +223,16 @@ def leaderboard_build_cmd(
     correction: str = typer.Option("holm", "--correction", help="Correction for tie groups: holm or fdr_bh."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples for comparisons and per-site bars."),
     seed: int = typer.Option(0, "--seed"),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Recompute each entry's metrics from its predictions."),
+    require_verified: bool = typer.Option(False, "--require-verified", help="Leave out entries that do not verify."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", help="Processes for verification (default: one per core)."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache root for verifications (default: ~/.cache/cxrbench)."),
 ) -> None:
     """Write a static leaderboard that opens from disk (no server, no network)."""
     from benchmark import api
 
-    outcome = api.leaderboard(run_dirs, out_dir, rank_by=rank_by, correction=correction, bootstrap=bootstrap, seed=seed)
+    outcome = api.leaderboard(run_dirs, out_dir, rank_by=rank_by, correction=correction, bootstrap=bootstrap, seed=seed,
+                              verify=verify, require_verified=require_verified, jobs=jobs, cache_dir=cache_dir)
     for line in outcome.skipped:
         err.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)
     for line in outcome.notes:

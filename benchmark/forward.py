@@ -46,11 +46,12 @@ class _Prepared(TorchDataset):
     report them as one line after saving every batch before them."""
 
     def __init__(self, dataset: Dataset, rows: np.ndarray, size: tuple[int, int], keep_aspect: bool,
-                 with_masks: bool, with_boxes: bool = False):
+                 with_masks: bool, with_boxes: bool = False, interpolation: str = "bilinear"):
         from benchmark.lungs import plan_masks
 
         self.dataset, self.rows, self.size = dataset, rows, tuple(size)
         self.keep_aspect, self.with_masks, self.with_boxes = keep_aspect, with_masks, with_boxes
+        self.interpolation = interpolation
         # Rows without a manifest mask get a segmenter's or the lung prior (benchmark.lungs).
         self.masks = plan_masks(dataset) if with_masks else None
 
@@ -65,7 +66,8 @@ class _Prepared(TorchDataset):
         try:
             img = self.dataset.source.image(i)
             lb = letterbox(img.shape, (h, w), keep_aspect=self.keep_aspect)
-            out = torch.from_numpy(np.ascontiguousarray(resize_image(img, lb), dtype=np.float32))[None]
+            out = torch.from_numpy(np.ascontiguousarray(resize_image(img, lb, self.interpolation),
+                                                    dtype=np.float32))[None]
             mask, boxes = self._no_mask(), self._no_boxes()
             if self.masks is not None:
                 from benchmark.lungs import lung_mask
@@ -103,7 +105,8 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
     card_in = model.card.input
     with_masks = any(v.needs_masks for _, v in views)
     with_boxes = any(v.needs_boxes for _, v in views)
-    prepared = _Prepared(dataset, missing, card_in.size, card_in.keep_aspect, with_masks, with_boxes)
+    prepared = _Prepared(dataset, missing, card_in.size, card_in.keep_aspect, with_masks, with_boxes,
+                         card_in.interpolation)
     loader = DataLoader(prepared, batch_size=batch_size, shuffle=False, num_workers=workers,
                         pin_memory=model.device.type == "cuda", persistent_workers=False)
     ids = dataset.table["image_id"].to_numpy()

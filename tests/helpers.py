@@ -53,15 +53,29 @@ class Permuted(nn.Module):
         return self.net(x)[:, self.order]
 
 
-def card(name: str, classes: list[str], *, fmt: str = "torchscript", size: int = 64, **extra) -> dict:
+def card(name: str, classes: list[str], *, fmt: str = "export", size: int = 64, **extra) -> dict:
     return {"name": name, "format": fmt, "classes": classes, "output": "logits",
             "input": {"size": [size, size], "channels": 1, "mean": [0.5], "std": [0.25]}, **extra}
 
 
+def save_model(module: nn.Module, path: Path, card_data: dict) -> Path:
+    """A torch.export archive (a format that loads without --trust-code) with its card beside it;
+    torch.export wants the .pt2 suffix, so the path returned has it."""
+    path = path.with_suffix(".pt2")
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    spec = card_data.get("input") or {"size": [64, 64]}  # a card may lack it on purpose
+    example = torch.zeros(2, spec.get("channels", 1), *spec["size"])
+    program = torch.export.export(module.eval(), (example,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, str(path))
+    path.with_suffix("").with_suffix(".card.json").write_text(json.dumps(card_data))
+    return path
+
+
 def save_torchscript(module: nn.Module, path: Path, card_data: dict) -> Path:
+    """A TorchScript archive: code, so it loads only with --trust-code."""
     module.eval()
     torch.jit.save(torch.jit.script(module), str(path))
-    path.with_suffix("").with_suffix(".card.json").write_text(json.dumps(card_data))
+    path.with_suffix("").with_suffix(".card.json").write_text(json.dumps({**card_data, "format": "torchscript"}))
     return path
 
 

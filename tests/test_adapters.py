@@ -21,7 +21,7 @@ from benchmark.data.adapters import DataWarning
 from benchmark.data.dataset import resolve_dataset
 from benchmark.data.images import decode_image
 from benchmark.errors import DataError
-from tests.helpers import CANONICAL, TinyNet, card, cli, save_torchscript
+from tests.helpers import CANONICAL, TinyNet, card, cli, save_model
 
 H, W = 48, 64
 RAMP = (np.arange(H * W).reshape(H, W) * 3 % 4000).astype(np.uint16)
@@ -161,7 +161,7 @@ def test_siim_broken_rows_are_skipped_with_counts_and_a_list(tmp_path):
 def test_siim_runs_end_to_end_from_the_cli_with_the_warning_kept(tmp_path, capsys):
     uid = siim_tree(tmp_path / "siim")
     write_dcm(tmp_path / "siim" / "train" / uid["sA"] / uid["seA"] / "stray.dcm")
-    model = save_torchscript(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL, size=32))
+    model = save_model(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL, size=32))
     # The CLI silences library warnings; the adapter's must still come through.
     with pytest.warns(DataWarning, match=r"skipped 1 \(1 image with no label\); names listed in"):
         code, _, err = cli(capsys, "run", "--model", str(model), "--data", f"siim:{tmp_path / 'siim'}",

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.helpers import CANONICAL, TinyNet, card, cli, save_torchscript
+from tests.helpers import CANONICAL, TinyNet, card, cli, save_model
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def synth_dir(tmp_path_factory):
 
 @pytest.fixture()
 def ckpt(tmp_path):
-    return save_torchscript(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL))
+    return save_model(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL))
 
 
 def assert_one_line_error(code, err, *needles):
@@ -81,7 +81,7 @@ def test_empty_dataset(capsys, tmp_path, synth_dir, ckpt):
 def test_card_field_missing(capsys, tmp_path, synth_dir, field):
     data = card("tiny", CANONICAL)
     del data[field]
-    ck = save_torchscript(TinyNet(), tmp_path / "m.pt", data)
+    ck = save_model(TinyNet(), tmp_path / "m.pt", data)
     code, _, err = run(capsys, ck, synth_dir / "manifest.csv", tmp_path)
     assert_one_line_error(code, err, f"'{field}'", "m.card.json")
 
@@ -99,7 +99,7 @@ def test_card_missing(capsys, tmp_path, synth_dir, ckpt):
 
 
 def test_unmappable_classes(capsys, tmp_path, synth_dir):
-    ck = save_torchscript(TinyNet(), tmp_path / "m.pt", card("tiny", ["negative", "covid", "x", "y"]))
+    ck = save_model(TinyNet(), tmp_path / "m.pt", card("tiny", ["negative", "covid", "x", "y"]))
     code, _, err = run(capsys, ck, synth_dir / "manifest.csv", tmp_path)
     assert_one_line_error(code, err, "'covid'", "classes")
 
@@ -122,7 +122,7 @@ class NonFinite(nn.Module):
 @pytest.mark.parametrize("module,needle", [(WrongShape(), "shape"), (NonFinite(float("nan")), "NaN"),
                                            (NonFinite(float("inf")), "inf")])
 def test_bad_model_output(capsys, tmp_path, synth_dir, module, needle):
-    ck = save_torchscript(module, tmp_path / "m.pt", card("badnet", CANONICAL))
+    ck = save_model(module, tmp_path / "m.pt", card("badnet", CANONICAL))
     code, _, err = run(capsys, ck, synth_dir / "manifest.csv", tmp_path)
     assert_one_line_error(code, err, needle, "badnet")
 

@@ -216,7 +216,7 @@ def train_small_cnn(confound: float, out, seed: int):
 
     from benchmark.data.dataset import resolve_dataset
     from benchmark.models.small_cnn import SmallCNN
-    from tests.helpers import CANONICAL, card, save_torchscript
+    from tests.helpers import CANONICAL, card, save_model
 
     ds = resolve_dataset(f"synth:n_patients={N_TRAIN},image_size={SIZE},confound={confound},seed={SEED}")
     x = torch.from_numpy((np.stack([ds.source.image(i) for i in range(len(ds))])[:, None] - 0.5) / 0.25).float()
@@ -234,7 +234,7 @@ def train_small_cnn(confound: float, out, seed: int):
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return save_torchscript(model, out / "model.pt", card(f"cnn-confound-{confound}-seed-{seed}", CANONICAL, size=SIZE))
+    return save_model(model, out / "model.pt", card(f"cnn-confound-{confound}-seed-{seed}", CANONICAL, size=SIZE))
 
 
 @pytest.fixture(scope="module")

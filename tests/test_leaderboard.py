@@ -13,7 +13,7 @@ import pytest
 
 from benchmark.errors import CxrbenchError
 from benchmark.labels import CLASSES, PROB_COLUMNS
-from tests.helpers import CANONICAL, TinyNet, card, cli, save_torchscript
+from tests.helpers import CANONICAL, TinyNet, card, cli, save_model
 
 XSS = "<img src=x onerror=alert(1)>"
 CARD_XSS = "</script><script>alert(2)</script>"
@@ -53,7 +53,7 @@ def three_runs(tmp: Path) -> dict[str, Path]:
     out = tmp / "runs"
     runs = {"alpha": predictions_run(tmp, "alpha", table, 1.5, 0, data, out),
             "beta": predictions_run(tmp, "beta", table, 0.0, 1, data, out)}
-    ckpt = save_torchscript(TinyNet(seed=2), tmp / "xss.pt", card(XSS, CANONICAL, description=CARD_XSS))
+    ckpt = save_model(TinyNet(seed=2), tmp / "xss.pt", card(XSS, CANONICAL, description=CARD_XSS))
     runs["xss"] = api.run(api.RunRequest(model=str(ckpt), data=str(data), out=out, bootstrap=100,
                                          progress=False)).run_dir
     return runs

@@ -17,7 +17,8 @@ import torch
 from benchmark.errors import CardError, CheckpointError, ModelOutputError
 from benchmark.labels import CLASSES
 from benchmark.models.card import InputSpec, ModelCard, parse_card
-from benchmark.models.loaded import LoadedModel, load_model_file, sha256_file
+from benchmark.hashing import sha256_file
+from benchmark.models.loaded import LoadedModel, load_model_file
 from benchmark.models.loaders_sniff import pickle_globals, pt2_unsafe_reason, sniff_format
 from conftest_models import (
     KAGGLE, PERM, SIZE, Lambda, Payload, TinyNet, card_dict, edit_json, example, permute_head,
@@ -60,8 +61,9 @@ def test_permuted_head_with_aliases_predicts_the_same(fmt, tmp_path, tiny):
     swapped = write(tmp_path, "perm", fmt, permute_head(net, head), classes=PERMUTED_CLASSES, **extra)
 
     batch = example(3, extra.get("size", SIZE))
-    a = load_model_file(plain).predict(batch)
-    b = load_model_file(swapped).predict(batch)
+    trust = fmt == "torchscript"  # TorchScript is code: it loads only with the opt-in
+    a = load_model_file(plain, trust_code=trust).predict(batch)
+    b = load_model_file(swapped, trust_code=trust).predict(batch)
     assert a.shape == (3, 4) and a.dtype == np.float64
     np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-9)
     np.testing.assert_allclose(b, a, atol=1e-6)
@@ -123,7 +125,7 @@ def test_preprocessing_key_is_stable_and_tracks_inputs():
 def test_embed_uses_forward_features_or_returns_none(tiny, tmp_path):
     feats = wrap(tiny).embed(example(3))
     assert feats.shape == (3, 8) and feats.dtype == np.float64
-    scripted = load_model_file(write(tmp_path, "ts", "torchscript", tiny))
+    scripted = load_model_file(write(tmp_path, "ts", "torchscript", tiny), trust_code=True)
     assert scripted.embed(example(3)) is None
     resnet = LoadedModel(parse_card(card_dict("safetensors", architecture="timm:resnet18",
                                               size=(32, 32)), where="t"), timm_resnet18(), sha256="0")
@@ -173,7 +175,7 @@ def test_forward_failure_is_a_model_output_error():
 
 
 def test_sha256_matches_hashlib_and_is_recorded(tmp_path, tiny):
-    weights = write(tmp_path, "m", "torchscript", tiny)
+    weights = write(tmp_path, "m", "export", tiny)
     assert sha256_file(weights) == hashlib.sha256(weights.read_bytes()).hexdigest()
     model = load_model_file(weights)
     assert model.sha256 == sha256_file(weights) and model.weights_path == weights
@@ -193,11 +195,11 @@ def test_pickle_is_refused_without_running_it(maker, card_format, tmp_path):
     with pytest.raises(CheckpointError) as err:
         load_model_file(weights)
     message = str(err.value)
-    assert str(weights) in message and "--trust-pickle" in message and "mkdir" in message
+    assert str(weights) in message and "--trust-code" in message and "mkdir" in message
     assert not marker.exists()
     # Control: the same file, trusted, does run the payload, so the check above could fail.
     with pytest.raises(CheckpointError, match="not a torch.nn.Module"):
-        load_model_file(weights, trust_pickle=True)
+        load_model_file(weights, trust_code=True)
     assert marker.exists()
 
 
@@ -205,11 +207,11 @@ def test_trusted_pickle_of_a_module_or_state_dict_loads(tmp_path, tiny):
     expected = wrap(tiny).predict(example())
     whole = zip_pickle(tiny, tmp_path / "whole.pt")
     write_card(whole, card_dict("pickle"))
-    np.testing.assert_allclose(load_model_file(whole, trust_pickle=True).predict(example()), expected)
+    np.testing.assert_allclose(load_model_file(whole, trust_code=True).predict(example()), expected)
     net = timm_resnet18()
     state = zip_pickle({"state_dict": net.state_dict(), "epoch": 3}, tmp_path / "state.pth")
     write_card(state, card_dict("pickle", architecture="timm:resnet18", size=(32, 32)))
-    loaded = load_model_file(state, trust_pickle=True)
+    loaded = load_model_file(state, trust_code=True)
     direct = LoadedModel(loaded.card, net, sha256="0").predict(example(2, (32, 32)))
     np.testing.assert_allclose(loaded.predict(example(2, (32, 32))), direct, atol=1e-6)
 
@@ -223,7 +225,9 @@ def test_torchscript_and_pickle_are_told_apart(tmp_path, tiny):
     assert sniff_format(save_export(tiny, tmp_path / "e.pt2")) == "export"
     assert sniff_format(save_safetensors(tiny, tmp_path / "f.safetensors")) == "safetensors"
     write_card(scripted, card_dict("torchscript"))
-    assert load_model_file(scripted).card.format == "torchscript"  # no trust needed
+    with pytest.raises(CheckpointError, match="a.pt: refusing a TorchScript archive.*--trust-code"):
+        load_model_file(scripted)  # TorchScript is code: refused without the opt-in
+    assert load_model_file(scripted, trust_code=True).card.format == "torchscript"
 
 
 @pytest.mark.parametrize("protocol", [0, 2, 4])
@@ -248,8 +252,10 @@ def test_fake_torchscript_zip_does_not_unpickle_python(tmp_path):
         dst.writestr(f"{root}/code/__torch__.py", "")
     assert sniff_format(weights) == "torchscript"
     write_card(weights, card_dict("torchscript"))
-    with pytest.raises(CheckpointError, match="not a loadable TorchScript archive"):
+    with pytest.raises(CheckpointError, match="refusing a TorchScript archive"):
         load_model_file(weights)
+    with pytest.raises(CheckpointError, match="not a loadable TorchScript archive"):
+        load_model_file(weights, trust_code=True)
     assert not marker.exists()
 
 
@@ -272,13 +278,13 @@ def test_export_archive_with_pickled_sample_inputs_is_refused(plain_pt2, tmp_pat
     evil = rewrite_pt2(plain_pt2, tmp_path / "evil.pt2", lambda name, data: buffer.getvalue()
                        if name.endswith("sample_inputs/model.pt") else data)
     write_card(evil, card_dict("export"))
-    with pytest.raises(CheckpointError, match=r"evil.pt2: refusing.*names \w+\.mkdir.*--trust-pickle"):
+    with pytest.raises(CheckpointError, match=r"evil.pt2: refusing.*names \w+\.mkdir.*--trust-code"):
         load_model_file(evil)
     assert not marker.exists()
     # Control: torch.export.load itself falls back to full unpickling and runs the payload
     # (whether it then finishes depends on torch's logging; the payload has run either way).
     with contextlib.suppress(CheckpointError):
-        load_model_file(evil, trust_pickle=True)
+        load_model_file(evil, trust_code=True)
     assert marker.exists()
 
 
@@ -355,7 +361,7 @@ def test_safetensors_key_mismatch_names_the_key(tmp_path):
 
 @pytest.mark.parametrize("architecture, expected", [
     ("keras:resnet18", "unknown builder 'keras' \\(known: .*timm"),
-    ("timm:not_a_model", "timm cannot build it"),
+    ("timm:not_a_model", "timm has no model"),
     ("cxrbench:not_a_model", "names no cxrbench architecture"),
     ({"architecture_args": {"checkpoint_path": "evil.pth"}},
      "field 'architecture_args.checkpoint_path' is not accepted"),

@@ -19,7 +19,7 @@ from benchmark.data.prepared import PreparedDataset, find_store, use_prepared
 from benchmark.data.prepared_build import prepare
 from benchmark.errors import CxrbenchError, DataError
 from benchmark.models.card import InputSpec
-from tests.helpers import CANONICAL, TinyNet, card, cli, save_torchscript
+from tests.helpers import CANONICAL, TinyNet, card, cli, save_model
 from tests.test_adapters import write_dcm
 
 SHAPES = [(60, 80), (80, 60), (70, 70), (50, 90), (90, 40), (64, 64)]
@@ -156,7 +156,7 @@ def test_prepare_refuses_synth_and_bad_sizes(tmp_path):
 
 def test_cli_prepare_then_run_reads_the_store(tmp_path, capsys):
     manifest = make_manifest(tmp_path / "d")
-    model = save_torchscript(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL, size=32))
+    model = save_model(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL, size=32))
     args = ["run", "--model", str(model), "--data", str(manifest), "--bootstrap", "10", "--suites", "subtype"]
     code, _, err = cli(capsys, *args, "--out", str(tmp_path / "plain"))
     assert code == 0, err

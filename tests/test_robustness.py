@@ -85,12 +85,12 @@ class Brightness(nn.Module):
 def test_end_to_end_with_real_models(tmp_path):
     from benchmark import api
     from suites.robustness import VIEWS
-    from tests.helpers import CANONICAL, card, save_torchscript
+    from tests.helpers import CANONICAL, card, save_model
 
     data = "synth:n_patients=10,image_size=64,seed=3"
     results = {}
     for name, net in (("constant", Constant()), ("brightness", Brightness())):
-        ckpt = save_torchscript(net, tmp_path / f"{name}.pt", card(name, CANONICAL, size=64))
+        ckpt = save_model(net, tmp_path / f"{name}.pt", card(name, CANONICAL, size=64))
         out = api.run(api.RunRequest(model=str(ckpt), data=data, suites=("robustness",), out=tmp_path / name,
                                      bootstrap=50, progress=False))
         results[name] = out.result["suites"]["robustness"]

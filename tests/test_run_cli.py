@@ -10,7 +10,7 @@ import pytest
 
 from benchmark.labels import PROB_COLUMNS
 from benchmark.results import SCHEMA, validate_result
-from tests.helpers import CANONICAL, Permuted, TinyNet, card, cli, save_torchscript
+from tests.helpers import CANONICAL, Permuted, TinyNet, card, cli, save_model
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def synth_dir(tmp_path_factory):
 
 @pytest.fixture()
 def ckpt(tmp_path):
-    return save_torchscript(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL))
+    return save_model(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL))
 
 
 def assert_same_metrics(a: dict, b: dict) -> None:
@@ -66,10 +66,10 @@ def test_run_writes_result_predictions_and_report(capsys, tmp_path, synth_dir, c
 
 def test_permuted_classes_named_by_aliases_give_identical_metrics(capsys, tmp_path, synth_dir):
     net = TinyNet(seed=3)
-    a = save_torchscript(net, tmp_path / "a.pt", card("net-a", CANONICAL))
+    a = save_model(net, tmp_path / "a.pt", card("net-a", CANONICAL))
     order = [3, 0, 2, 1]  # atypical, negative, indeterminate, typical
     aliases = ["Atypical Appearance", "Negative for Pneumonia", "Indeterminate Appearance", "Typical Appearance"]
-    b = save_torchscript(Permuted(net, order), tmp_path / "b.pt", card("net-b", aliases))
+    b = save_model(Permuted(net, order), tmp_path / "b.pt", card("net-b", aliases))
     results = []
     for ck, out in ((a, "ra"), (b, "rb")):
         code, _, err = cli(capsys, "run", "--model", str(ck), "--data", str(synth_dir / "manifest.csv"),

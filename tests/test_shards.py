@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmark.shards import Shard, all_shards, parse_shard, shard_rows
-from tests.helpers import CANONICAL, TinyNet, card, cli, latest_result, save_torchscript, written_synth
+from tests.helpers import CANONICAL, TinyNet, card, cli, latest_result, save_model, written_synth
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -44,7 +44,7 @@ def synth_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    return save_torchscript(TinyNet(seed=3), tmp_path_factory.mktemp("m") / "m.pt", card("tiny", CANONICAL, size=48))
+    return save_model(TinyNet(seed=3), tmp_path_factory.mktemp("m") / "m.pt", card("tiny", CANONICAL, size=48))
 
 
 def _run(capsys, tmp_path, synth_dir, ckpt, cache, *extra):

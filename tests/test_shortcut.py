@@ -24,16 +24,14 @@ MARKED = "marker_label_corr=0.9"
 
 
 def _card(name: str) -> dict:
-    return {"name": name, "format": "torchscript", "classes": list(CLASSES), "output": "logits",
+    return {"name": name, "format": "export", "classes": list(CLASSES), "output": "logits",
             "input": {"size": [SIZE, SIZE], "channels": 1, "mean": [0.5], "std": [0.25]}}
 
 
 def save(module: nn.Module, path: Path) -> Path:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.jit.save(torch.jit.script(module.eval()), str(path))
-    path.with_suffix("").with_suffix(".card.json").write_text(json.dumps(_card(path.stem)))
-    return path
+    from tests.helpers import save_model
+
+    return save_model(module, path, _card(path.stem))
 
 
 class MarkerReader(nn.Module):

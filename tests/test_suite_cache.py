@@ -38,10 +38,10 @@ def test_any_change_of_configuration_recomputes(tmp_path, change):
 
 def test_other_predictions_recompute(tmp_path):
     """Same data, same configuration, another model: the predictions differ, so nothing is reused."""
-    from tests.helpers import CANONICAL, TinyNet, card, save_torchscript
+    from tests.helpers import CANONICAL, TinyNet, card, save_model
 
     _run(tmp_path)
-    ckpt = save_torchscript(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL, size=64))
+    ckpt = save_model(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL, size=64))
     assert _run(tmp_path, model=str(ckpt))["provenance"]["cached_suites"] == []
 
 

@@ -239,13 +239,13 @@ def test_a_new_mask_source_recomputes_cached_mask_views(monkeypatch, tmp_path):
     from benchmark.registry import SEGMENTERS
     from benchmark.runner import predict_views
     from benchmark.store import PredictionStore
-    from tests.helpers import CANONICAL, TinyNet, card, save_torchscript
+    from tests.helpers import CANONICAL, TinyNet, card, save_model
 
     manifest = api.synth(tmp_path / "d", n_patients=3, image_size=SIZE, seed=1)
     table = __import__("pandas").read_csv(manifest).drop(columns=["lung_mask"])
     table.to_csv(manifest, index=False)
     ds = load_csv_dataset(manifest)
-    model = resolve_model(str(save_torchscript(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL, size=SIZE))))
+    model = resolve_model(str(save_model(TinyNet(), tmp_path / "m.pt", card("tiny", CANONICAL, size=SIZE))))
     store = PredictionStore(tmp_path / "store")
     _, first = predict_views(model, ds, ["clean", "no_lung"], store=store, progress=False)
     assert set(first.lung_mask_sources) == {"prior"}

@@ -52,12 +52,18 @@ def letterbox(
     return Letterbox((sh, sw), (dh, dw), nh / sh, nw / sw, (dh - nh) // 2, (dw - nw) // 2)
 
 
-def resize_image(img: np.ndarray, lb: Letterbox) -> np.ndarray:
+# Model-card names (timm's) of Pillow's resampling filters.
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+              "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
+              "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
+
+
+def resize_image(img: np.ndarray, lb: Letterbox, interpolation: str = "bilinear") -> np.ndarray:
     """Resize a canonical [H, W] image into the letterbox canvas; padding is 0 (air)."""
     arr = _check_plane(img, lb, "image")
-    # Pillow's bilinear filter widens its support when shrinking, so downsampling is
-    # anti-aliased, and its weights are non-negative, so [0, 1] stays [0, 1].
-    content = _resize_float(arr.astype(np.float32, copy=False), lb, Image.Resampling.BILINEAR)
+    # Pillow's filters widen their support when shrinking, so downsampling is anti-aliased; bicubic
+    # and lanczos overshoot at edges, hence the clip back to [0, 1].
+    content = _resize_float(arr.astype(np.float32, copy=False), lb, RESAMPLING[interpolation])
     return _paste(np.clip(content, 0.0, 1.0).astype(np.float32), lb, np.float32)
 
 

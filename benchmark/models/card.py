@@ -16,7 +16,7 @@ from typing import Any
 from benchmark.errors import CardError, CheckpointError
 from benchmark.labels import map_model_classes
 
-FORMATS: tuple[str, ...] = ("export", "torchscript", "safetensors", "onnx", "pickle")
+FORMATS: tuple[str, ...] = ("export", "torchscript", "safetensors", "state_dict", "onnx", "pickle")
 OUTPUTS: tuple[str, ...] = ("logits", "probabilities")
 CARD_SUFFIX = ".card.json"
 FOLDER_CARD = "card.json"
@@ -27,7 +27,14 @@ WEIGHT_SUFFIXES: tuple[str, ...] = (
 )
 
 _TOP_FIELDS = ("name", "format", "architecture", "classes", "output", "input")
-_INPUT_FIELDS = ("size", "channels", "mean", "std", "keep_aspect")
+_INPUT_FIELDS = ("size", "channels", "mean", "std", "keep_aspect", "interpolation")
+# How the canonical image is resized to input.size (Pillow's filters; timm's names).
+INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic", "nearest", "lanczos", "box", "hamming")
+# The largest input a card may ask for: a stranger's card must not make the harness allocate
+# gigabytes per image (60000 x 60000 float32 is 14 GB). Real CXR models use 224-1024.
+MAX_INPUT_SIDE = 4096
+# Fields `cxrbench card init` could not learn from the checkpoint; a card listing any is not usable.
+FILL_IN = "_fill_in"
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,7 @@ class InputSpec:
     std: tuple[float, ...] = (0.25,)
     keep_aspect: bool = True
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    interpolation: str = "bilinear"
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -49,6 +57,8 @@ class InputSpec:
             "std": list(self.std),
             "keep_aspect": self.keep_aspect,
         }
+        if self.interpolation != "bilinear":  # cards written before the field existed stay as they were
+            out["interpolation"] = self.interpolation
         out.update(_plain(self.extra))
         return out
 
@@ -129,7 +139,11 @@ def _size(value: object, where: str) -> tuple[int, int]:
         raise CardError(
             f"field 'input.size' must be [height, width], got {value!r}", where=where
         )
-    return (_positive_int(value[0], "input.size", where), _positive_int(value[1], "input.size", where))
+    size = (_positive_int(value[0], "input.size", where), _positive_int(value[1], "input.size", where))
+    if max(size) > MAX_INPUT_SIDE:
+        raise CardError(f"field 'input.size' = {list(size)} exceeds the limit of {MAX_INPUT_SIDE} "
+                        "pixels a side", where=where)
+    return size
 
 
 def _floats(value: object, name: str, channels: int, where: str) -> tuple[float, ...]:
@@ -159,9 +173,9 @@ def _classes(value: object, where: str) -> tuple[str, ...]:
 
 def _architecture(value: object, fmt: str, where: str) -> str | None:
     if value is None:
-        if fmt == "safetensors":
+        if fmt in ("safetensors", "state_dict"):
             raise CardError(
-                "field 'architecture' is missing; a safetensors checkpoint holds only weights, "
+                f"field 'architecture' is missing; a {fmt} checkpoint holds only weights, "
                 "so the card must say how to build the module, e.g. \"timm:resnet18\"",
                 where=where,
             )
@@ -191,14 +205,21 @@ def _input_spec(value: object, where: str) -> InputSpec:
     if not isinstance(keep_aspect, bool):
         raise CardError(f"field 'input.keep_aspect' must be true or false, got {keep_aspect!r}",
                         where=where)
+    interpolation = _choice(value.get("interpolation", "bilinear"), "input.interpolation",
+                            INTERPOLATIONS, where)
     extra = {k: v for k, v in value.items() if k not in _INPUT_FIELDS}
-    return InputSpec(size, channels, mean, std, keep_aspect, MappingProxyType(extra))
+    return InputSpec(size, channels, mean, std, keep_aspect, MappingProxyType(extra), interpolation)
 
 
 def parse_card(data: object, *, where: str) -> ModelCard:
     """Validate a decoded card; every problem is a CardError naming the field."""
     if not isinstance(data, Mapping):
         raise CardError(f"a model card must be a JSON object, got {_type_name(data)}", where=where)
+    todo = data.get(FILL_IN)
+    if todo:
+        fields = ", ".join(str(t) for t in todo) if isinstance(todo, list) else str(todo)
+        raise CardError(f"the card still has fields to fill in ({fields}); edit them and remove "
+                        f"'{FILL_IN}'", where=where)
     name = _string(_require(data, "name", "", where), "name", where)
     fmt = _choice(_require(data, "format", "", where), "format", FORMATS, where)
     classes = _classes(_require(data, "classes", "", where), where)
@@ -280,8 +301,15 @@ def read_card(card_path: Path) -> ModelCard:
 
 
 def load_card(checkpoint: Path) -> tuple[ModelCard, Path]:
-    """The card and the weights file for a checkpoint file, folder, or card path."""
+    """The card and the weights file for a checkpoint file, folder (a timm folder too), or card path."""
     checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        from benchmark.models import timm_folder
+
+        if timm_folder.is_timm_folder(checkpoint):  # no card needed: timm's config.json has it all
+            card = parse_card(timm_folder.card_from_config(checkpoint),
+                              where=str(checkpoint / timm_folder.CONFIG))
+            return card, timm_folder.weights_for(checkpoint, card.format)
     card_path = find_card(checkpoint)
     if checkpoint.is_dir():
         weights = find_weights(checkpoint)
@@ -295,9 +323,11 @@ def load_card(checkpoint: Path) -> tuple[ModelCard, Path]:
 def preprocessing_key(card: ModelCard) -> str:
     """Everything that changes what the model is fed; equal keys can share prepared images."""
     spec = card.input
-    return json.dumps({"size": list(spec.size), "channels": spec.channels, "mean": list(spec.mean),
-                       "std": list(spec.std), "keep_aspect": spec.keep_aspect},
-                      sort_keys=True, separators=(",", ":"))
+    key = {"size": list(spec.size), "channels": spec.channels, "mean": list(spec.mean),
+           "std": list(spec.std), "keep_aspect": spec.keep_aspect}
+    if spec.interpolation != "bilinear":  # keys of existing caches stay valid for the default
+        key["interpolation"] = spec.interpolation
+    return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 
 def model_fingerprint(card: ModelCard, weights_sha256: str) -> str:

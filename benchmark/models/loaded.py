@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from benchmark.errors import ModelOutputError
-from benchmark.hashing import sha256_file
 from benchmark.labels import CLASSES
 from benchmark.models.card import ModelCard, load_card, model_fingerprint, preprocessing_key
 from benchmark.models.loaders import ModuleLike, load_module
@@ -38,8 +37,11 @@ class LoadedModel:
     """`predict` returns float64 [B, 4] probabilities in the order of benchmark.labels.CLASSES."""
 
     def __init__(self, card: ModelCard, module: ModuleLike, *, sha256: str,
-                 weights_path: str | Path | None = None, device: str | torch.device = "cpu"):
+                 weights_path: str | Path | None = None, device: str | torch.device = "cpu",
+                 loading: dict[str, Any] | None = None):
         self.card = card
+        # What loading did to the checkpoint (wrappers passed, key prefix stripped): provenance.
+        self.loading = dict(loading or {})
         self.device = torch.device(device)
         self.module = _prepare(module, self.device)
         self.sha256 = sha256
@@ -189,10 +191,13 @@ class LoadedModel:
         return feats.flatten(1)
 
 
-def load_model_file(path: str | Path, *, trust_pickle: bool = False,
+def load_model_file(path: str | Path, *, trust_code: bool = False,
                     device: str | torch.device = "cpu") -> LoadedModel:
     """A checkpoint file, folder or card path -> a LoadedModel; errors name the file and field."""
+    from benchmark.models.resolve import weights_digest
+
     card, weights = load_card(Path(path))
-    digest = sha256_file(weights)
-    module = load_module(card, weights, trust_pickle=trust_pickle, device=device)
-    return LoadedModel(card, module, sha256=digest, weights_path=weights, device=device)
+    digest = weights_digest(weights, card)
+    notes: dict[str, Any] = {}
+    module = load_module(card, weights, trust_code=trust_code, device=device, notes=notes)
+    return LoadedModel(card, module, sha256=digest, weights_path=weights, device=device, loading=notes)

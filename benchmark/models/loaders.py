@@ -1,13 +1,15 @@
 """Turn a checkpoint file into a callable module, per the card's `format`.
 
-Security rule: a file whose content is a pickle (or a torch.export archive that would unpickle or
-execute something) is refused unless the caller passes `trust_pickle=True`. The check reads bytes
-only (see loaders_sniff); nothing from the file runs before the user has opted in.
+Security rule: formats that carry code (a pickle of anything but tensors, TorchScript, a
+torch.export archive that would unpickle or execute something) are refused unless the caller passes
+`trust_code=True`. The checks read bytes only (see loaders_sniff); nothing from the file runs before
+the user has opted in. State dicts are read by torch's weights-only unpickler (see state_dicts).
 """
 from __future__ import annotations
 
 import importlib
 import pickle
+import re
 import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,16 +20,18 @@ import torch
 from benchmark.errors import CardError, CheckpointError
 from benchmark.models.card import ModelCard
 from benchmark.models.loaders_sniff import (
-    EXPORT, PICKLE, SAFETENSORS, TORCHSCRIPT, is_tensor_global, pickle_globals_of_file,
-    pt2_unsafe_reason, sniff_format,
+    EXPORT, PICKLE, SAFETENSORS, TORCHSCRIPT, check_zip_members, is_tensor_global,
+    pickle_globals_of_file, pt2_unsafe_reason, sniff_format,
 )
+from benchmark.models.state_dicts import match_keys, read_state_dict_file, unwrap
 
 ModuleLike = Callable[[torch.Tensor], Any]
 # Builds an untrained module from the part of `architecture` after "prefix:".
 Builder = Callable[[str, ModelCard], torch.nn.Module]
 
-TRUST_HINT = ("pass --trust-pickle (trust_pickle=True) only if you trust its author, or re-save the "
-              "model with torch.export, safetensors or ONNX")
+TRUST_HINT = ("pass --trust-code (trust_code=True) only if you trust its author, or re-save the "
+              "weights with torch.save(model.state_dict()) or safetensors (format 'state_dict' or "
+              "'safetensors' in the card), or the model with torch.export or ONNX")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -56,9 +60,29 @@ def _timm_kwargs(card: ModelCard) -> dict[str, Any]:
     return dict(kwargs)
 
 
+# A timm model name, optionally with a pretrained tag; never a hub id, URL or folder (timm reads
+# those: "hf-hub:...", "local-dir:...").
+_TIMM_NAME = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)?")
+
+
+def check_timm_name(name: str, card: ModelCard) -> str:
+    import timm
+
+    where = f"card of {card.name!r}"
+    if not _TIMM_NAME.fullmatch(name):
+        raise CardError(f"field 'architecture' = {card.architecture!r}: expected a timm model name "
+                        "such as 'timm:resnet18' (hub ids, URLs and folders are not accepted)",
+                        where=where)
+    if not timm.is_model(name.split(".", 1)[0]):
+        raise CardError(f"field 'architecture' = {card.architecture!r}: timm has no model "
+                        f"{name.split('.', 1)[0]!r} (see timm.list_models())", where=where)
+    return name
+
+
 def _build_timm(name: str, card: ModelCard) -> torch.nn.Module:
     import timm
 
+    name = check_timm_name(name, card)
     kwargs = _timm_kwargs(card)
     try:
         return timm.create_model(name, pretrained=False, num_classes=card.num_classes,
@@ -104,13 +128,16 @@ def build_architecture(card: ModelCard) -> torch.nn.Module:
 
 
 def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Tensor], *,
-                           where: str, what: str) -> torch.nn.Module:
-    """Load weights, naming the first missing or unexpected key instead of torch's long list."""
+                           where: str, what: str, notes: dict[str, Any] | None = None) -> torch.nn.Module:
+    """Load weights, naming the first missing or unexpected key instead of torch's long list.
+
+    A single key prefix (DDP's `module.`, Lightning's `model.`) is stripped when that makes the keys
+    match; `notes` records it.
+    """
     expected = set(module.state_dict())
-    state = dict(state)
-    # DistributedDataParallel saves every key under "module."; that is not a real mismatch.
-    if state and all(k.startswith("module.") for k in state) and not expected & set(state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+    state, prefix = match_keys(state, expected)
+    if prefix and notes is not None:
+        notes["stripped_prefix"] = prefix
     missing = [k for k in module.state_dict() if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing:
@@ -129,11 +156,15 @@ def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Te
 
 
 # ---------------------------------------------------------------- per-format loaders
+# Each loader: (card, weights, kind sniffed from the bytes, device, trust_code, notes) -> module.
+# `notes` collects what loading did to the file (wrappers passed, prefixes stripped) for provenance.
 
 
 def _mismatch(card: ModelCard, kind: str, where: str) -> CheckpointError:
     if kind in (TORCHSCRIPT, EXPORT, SAFETENSORS):
         hint = f"; set \"format\": \"{kind}\" in the card"
+    elif kind == PICKLE:
+        hint = "; a file of tensors saved with torch.save is format \"state_dict\""
     else:
         hint = ""
     found = {"zip": "a zip archive of another kind", "unknown": "not a recognised checkpoint"}.get(
@@ -143,9 +174,14 @@ def _mismatch(card: ModelCard, kind: str, where: str) -> CheckpointError:
 
 
 def _load_torchscript(card: ModelCard, weights: Path, kind: str, device: torch.device,
-                      trust: bool) -> ModuleLike:
+                      trust: bool, notes: dict[str, Any]) -> ModuleLike:
     if kind != TORCHSCRIPT:
         raise _mismatch(card, kind, str(weights))
+    if not trust:
+        # TorchScript is code: torch.jit.load runs the archive's scripted __setstate__ methods, and
+        # its forward can call any torch op, file-writing ones (torch.from_file(shared=True)) too.
+        raise CheckpointError("refusing a TorchScript archive: TorchScript is code that runs when it "
+                              f"is loaded and called; {TRUST_HINT}", where=str(weights))
     # torch.jit is deprecated but still how many checkpoints ship; the warning is not the user's.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")
@@ -158,7 +194,7 @@ def _load_torchscript(card: ModelCard, weights: Path, kind: str, device: torch.d
 
 
 def _load_export(card: ModelCard, weights: Path, kind: str, device: torch.device,
-                 trust: bool) -> ModuleLike:
+                 trust: bool, notes: dict[str, Any]) -> ModuleLike:
     if kind != EXPORT:
         raise _mismatch(card, kind, str(weights))
     reason = None if trust else pt2_unsafe_reason(weights)
@@ -175,24 +211,39 @@ def _load_export(card: ModelCard, weights: Path, kind: str, device: torch.device
                               where=str(weights)) from exc
 
 
+def _into_architecture(card: ModelCard, state: Mapping[str, torch.Tensor], weights: Path,
+                       device: torch.device, notes: dict[str, Any]) -> torch.nn.Module:
+    module = build_architecture(card)
+    load_state_dict_strict(module, state, where=str(weights), what=str(card.architecture), notes=notes)
+    return module.to(device).eval()
+
+
 def _load_safetensors(card: ModelCard, weights: Path, kind: str, device: torch.device,
-                      trust: bool) -> ModuleLike:
+                      trust: bool, notes: dict[str, Any]) -> ModuleLike:
     if kind != SAFETENSORS:
         raise _mismatch(card, kind, str(weights))
     from safetensors.torch import load_file
 
-    module = build_architecture(card)
     try:
         state = load_file(str(weights), device="cpu")
     except Exception as exc:  # safetensors raises its own SafetensorError
         raise CheckpointError(f"cannot read the safetensors file: {_first_line(exc)}",
                               where=str(weights)) from exc
-    load_state_dict_strict(module, state, where=str(weights), what=str(card.architecture))
-    return module.to(device).eval()
+    return _into_architecture(card, state, weights, device, notes)
+
+
+def _load_state_dict(card: ModelCard, weights: Path, kind: str, device: torch.device,
+                     trust: bool, notes: dict[str, Any]) -> ModuleLike:
+    if kind != PICKLE:
+        raise _mismatch(card, kind, str(weights))
+    state, wrappers = unwrap(read_state_dict_file(weights), where=str(weights))
+    if wrappers:
+        notes["unwrapped"] = "/".join(wrappers)
+    return _into_architecture(card, state, weights, device, notes)
 
 
 def _load_onnx(card: ModelCard, weights: Path, kind: str, device: torch.device,
-               trust: bool) -> ModuleLike:
+               trust: bool, notes: dict[str, Any]) -> ModuleLike:
     if kind in (TORCHSCRIPT, EXPORT, SAFETENSORS, "zip"):
         raise _mismatch(card, kind, str(weights))
     from benchmark.models.loaders_onnx import load_onnx
@@ -203,17 +254,13 @@ def _load_onnx(card: ModelCard, weights: Path, kind: str, device: torch.device,
 def _refuse_pickle(card: ModelCard, weights: Path) -> CheckpointError:
     names = [n for n in pickle_globals_of_file(weights)
              if not is_tensor_global(n) and not n.startswith(("torch.", "<"))]
+    if not names and card.format == "pickle":
+        return CheckpointError("the file is a pickle of tensors only: set \"format\": \"state_dict\" "
+                               "in its card and it loads without --trust-code", where=str(weights))
     named = f" (it names {', '.join(dict.fromkeys(names[:4]))})" if names else ""
     said = f", although its card says '{card.format}'" if card.format != "pickle" else ""
     return CheckpointError(f"the file is a pickled checkpoint{said}; unpickling runs code "
                            f"from the file{named}. Refused: {TRUST_HINT}", where=str(weights))
-
-
-def _unwrap_state_dict(obj: Mapping[str, Any]) -> Mapping[str, Any]:
-    for key in ("state_dict", "model_state_dict", "model"):
-        if isinstance(obj.get(key), Mapping):
-            return obj[key]
-    return obj
 
 
 # torch.save's legacy (non-zip) format opens with this pickled magic number; other raw pickles
@@ -227,10 +274,11 @@ def _unpickle(weights: Path, device: torch.device) -> object:
         if head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or head == _TORCH_LEGACY_MAGIC:
             return torch.load(str(weights), map_location=device, weights_only=False)
         fh.seek(0)
-        return pickle.load(fh)  # noqa: S301 - the user passed --trust-pickle
+        return pickle.load(fh)  # noqa: S301 - the user passed --trust-code
 
 
-def _load_pickle(card: ModelCard, weights: Path, device: torch.device) -> ModuleLike:
+def _load_pickle(card: ModelCard, weights: Path, device: torch.device,
+                 notes: dict[str, Any]) -> ModuleLike:
     try:
         obj = _unpickle(weights, device)
     except Exception as exc:
@@ -238,10 +286,10 @@ def _load_pickle(card: ModelCard, weights: Path, device: torch.device) -> Module
     if isinstance(obj, torch.nn.Module):
         return obj.to(device).eval()
     if isinstance(obj, Mapping) and card.architecture:
-        module = build_architecture(card)
-        load_state_dict_strict(module, _unwrap_state_dict(obj), where=str(weights),
-                               what=card.architecture)
-        return module.to(device).eval()
+        state, wrappers = unwrap(obj, where=str(weights))
+        if wrappers:
+            notes["unwrapped"] = "/".join(wrappers)
+        return _into_architecture(card, state, weights, device, notes)
     hint = " (a state dict needs an 'architecture' in the card)" if isinstance(obj, Mapping) else ""
     raise CheckpointError(f"unpickled a {type(obj).__name__}, not a torch.nn.Module{hint}",
                           where=str(weights))
@@ -251,21 +299,28 @@ _LOADERS = {
     "torchscript": _load_torchscript,
     "export": _load_export,
     "safetensors": _load_safetensors,
+    "state_dict": _load_state_dict,
     "onnx": _load_onnx,
 }
 
 
-def load_module(card: ModelCard, weights: Path, *, trust_pickle: bool = False,
-                device: str | torch.device = "cpu") -> ModuleLike:
-    """A module that maps a preprocessed batch [B, C, H, W] to the card's outputs."""
+def load_module(card: ModelCard, weights: Path, *, trust_code: bool = False,
+                device: str | torch.device = "cpu", notes: dict[str, Any] | None = None) -> ModuleLike:
+    """A module that maps a preprocessed batch [B, C, H, W] to the card's outputs.
+
+    `notes`, when given, receives what loading did (e.g. {"stripped_prefix": "model."})."""
     weights = Path(weights)
     if not weights.is_file():
         raise CheckpointError("no such weights file", where=str(weights))
+    notes = {} if notes is None else notes
     device = torch.device(device)
     kind = sniff_format(weights)
-    # Whatever the card claims, pickle content follows the pickle rule.
+    check_zip_members(weights)  # a zip bomb is refused before any reader inflates it
+    if card.format == "state_dict" and kind == PICKLE:
+        return _load_state_dict(card, weights, kind, device, trust_code, notes)
+    # Whatever the card claims, other pickle content follows the pickle rule.
     if card.format == "pickle" or kind == PICKLE:
-        if not trust_pickle:
+        if not trust_code:
             raise _refuse_pickle(card, weights)
-        return _load_pickle(card, weights, device)
-    return _LOADERS[card.format](card, weights, kind, device, trust_pickle)
+        return _load_pickle(card, weights, device, notes)
+    return _LOADERS[card.format](card, weights, kind, device, trust_code, notes)

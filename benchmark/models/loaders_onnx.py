@@ -70,3 +70,33 @@ def load_onnx(weights: Path, device: torch.device) -> OnnxModule:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise CheckpointError(f"onnxruntime cannot load it: {first}", where=where) from exc
     return OnnxModule(session, where)
+
+
+def external_data_files(model_path: Path) -> list[Path]:
+    """The files an ONNX model keeps its tensors in beside it (external data), each checked to lie
+    in the model's folder: the fingerprint must cover them, and a location may not climb out."""
+    try:
+        import onnx
+        from onnx.external_data_helper import _get_all_tensors, uses_external_data
+    except ImportError as exc:
+        raise CheckpointError("onnx is not installed; pip install 'cxrbench[onnx]'",
+                              where=str(model_path)) from exc
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception:  # protobuf's DecodeError and onnx's own: onnxruntime names the problem later
+        return []
+    folder = model_path.resolve().parent
+    found: dict[str, Path] = {}
+    for tensor in _get_all_tensors(model):
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or folder not in target.parents:
+            raise CheckpointError(f"tensor {tensor.name!r} keeps its data at {location!r}, outside "
+                                  "the model's folder; refused", where=str(model_path))
+        if not target.is_file():
+            raise CheckpointError(f"tensor {tensor.name!r} keeps its data in {location!r}, which "
+                                  "does not exist", where=str(model_path))
+        found[location] = target
+    return [found[k] for k in sorted(found)]

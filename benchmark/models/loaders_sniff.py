@@ -21,8 +21,12 @@ TORCHSCRIPT, EXPORT, PICKLE, SAFETENSORS, ZIP, UNKNOWN = (
     "torchscript", "export", "pickle", "safetensors", "zip", "unknown")
 
 _ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
-_MAX_PICKLES = 8  # legacy torch.save writes five pickles back to back before the raw storages
 _SCAN_LIMIT = 64 << 20
+# Members that a reader inflates into memory (JSON, pickles) may not declare more than this, and no
+# deflated member may expand more than _MAX_RATIO times: torch writes its payloads uncompressed, so
+# only a crafted archive (a zip bomb) comes near.
+MAX_TEXT_MEMBER = 64 << 20
+_MAX_RATIO = 200
 
 
 def _zip_names(path: Path) -> list[str] | None:
@@ -31,6 +35,30 @@ def _zip_names(path: Path) -> list[str] | None:
             return zf.namelist()
     except (zipfile.BadZipFile, OSError):
         return None
+
+
+def check_zip_members(path: Path) -> None:
+    """Refuse a zip whose members would inflate far beyond their stored size, before reading any."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip: the format's own reader reports it
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > (1 << 20) \
+                and info.file_size > _MAX_RATIO * max(info.compress_size, 1):
+            raise CheckpointError(
+                f"member {info.filename!r} would inflate from {info.compress_size:,} to "
+                f"{info.file_size:,} bytes (more than {_MAX_RATIO}x); refusing a likely zip bomb",
+                where=str(path))
+
+
+def _read_member(zf: zipfile.ZipFile, member: str) -> bytes:
+    size = zf.getinfo(member).file_size
+    if size > MAX_TEXT_MEMBER:
+        raise CheckpointError(f"member {member!r} declares {size:,} bytes; at most "
+                              f"{MAX_TEXT_MEMBER:,} are read", where=zf.filename)
+    return zf.read(member)
 
 
 def _split_root(names: list[str]) -> tuple[str | None, list[str]]:
@@ -88,12 +116,18 @@ _GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
 _PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
 
 
-def _globals_of_one(ops: Iterator[tuple[pickletools.OpcodeInfo, object, int | None]]) -> list[str]:
+def _globals_of_one(ops: Iterator[tuple[pickletools.OpcodeInfo, object, int | None]]
+                    ) -> tuple[list[str], list[object]]:
+    """The globals one pickle imports, and the arguments of its opcodes (to recognise torch's
+    legacy magic number)."""
     found: list[str] = []
+    args: list[object] = []
     memo: dict[int, object] = {}
     recent: list[object] = []  # values pushed by the last opcodes, enough to resolve STACK_GLOBAL
     for op, arg, _ in ops:
         name = op.name
+        if len(args) < 4:
+            args.append(arg)
         if name in ("GLOBAL", "INST"):
             found.append(str(arg).replace(" ", "."))
         elif name == "STACK_GLOBAL":
@@ -111,23 +145,40 @@ def _globals_of_one(ops: Iterator[tuple[pickletools.OpcodeInfo, object, int | No
         elif name != "FRAME":
             recent.append(None)
         del recent[:-2]
-    return found
+    return found, args
+
+
+# torch.save's legacy (non-zip) layout: five pickles (magic number, protocol, sys info, the object,
+# storage keys) and then raw storage bytes. torch.load unpickles all five, of any protocol.
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PICKLES = 5
+
+
+def _is_legacy_magic(args: list[object]) -> bool:
+    return TORCH_LEGACY_MAGIC in [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
 
 
 def pickle_globals(data: bytes) -> list[str]:
     """Every `module.name` the pickle(s) in `data` would import; decoding stops at the first error.
 
-    The first pickle is always decoded (protocol 0 text pickles too); later ones only while the
-    next byte opens another binary pickle, as in legacy torch.save files.
+    The first pickle is always decoded, whatever its protocol (0 and 1 have no PROTO opcode). When it
+    is torch's legacy magic number, the next four are decoded too, again of any protocol, because
+    torch.load unpickles each of them; an undecodable one among them is reported as such.
     """
     stream = io.BytesIO(data)
     found: list[str] = []
-    for count in range(_MAX_PICKLES):
-        start = stream.tell()
-        if count and (start >= len(data) or data[start] != 0x80):
+    try:
+        names, args = _globals_of_one(pickletools.genops(stream))
+    except (ValueError, EOFError, struct.error):
+        return ["<undecodable pickle>"]
+    found += names
+    if not _is_legacy_magic(args):
+        return found
+    for _ in range(_LEGACY_PICKLES - 1):
+        if stream.tell() >= len(data):
             break
         try:
-            found += _globals_of_one(pickletools.genops(stream))
+            found += _globals_of_one(pickletools.genops(stream))[0]
         except (ValueError, EOFError, struct.error):
             found.append("<undecodable pickle>")
             break
@@ -142,7 +193,7 @@ def pickle_globals_of_file(path: Path) -> list[str]:
             return pickle_globals(fh.read(_SCAN_LIMIT))
     with zipfile.ZipFile(path) as zf:
         pkls = [n for n in names if n.endswith("data.pkl")]
-        return [g for n in pkls for g in pickle_globals(zf.read(n))]
+        return [g for n in pkls for g in pickle_globals(_read_member(zf, n))]
 
 
 # Names that rebuild plain tensors; anything else in a pickle could construct arbitrary objects.
@@ -217,7 +268,7 @@ def _walk_expr_strings(node: object) -> Iterator[str]:
 
 
 def _check_payload_config(zf: zipfile.ZipFile, member: str) -> str | None:
-    entries = json.loads(zf.read(member)).get("config", {})
+    entries = json.loads(_read_member(zf, member)).get("config", {})
     for fqn, meta in entries.items():
         if meta.get("use_pickle") or not re.fullmatch(r"(weight|tensor)_\d+", str(meta.get("path_name"))):
             return f"its entry {fqn!r} in {member.rsplit('/', 1)[-1]} is stored as a pickle"
@@ -225,11 +276,11 @@ def _check_payload_config(zf: zipfile.ZipFile, member: str) -> str | None:
 
 
 def _check_sample_inputs(zf: zipfile.ZipFile, member: str) -> str | None:
-    data = zf.read(member)
+    data = _read_member(zf, member)
     if data[:4] in _ZIP_MAGICS:
         with zipfile.ZipFile(io.BytesIO(data)) as inner:
             pkls = [n for n in inner.namelist() if n.endswith("data.pkl")]
-            names = [g for n in pkls for g in pickle_globals(inner.read(n))]
+            names = [g for n in pkls for g in pickle_globals(_read_member(inner, n))]
     else:
         names = pickle_globals(data)
     bad = [n for n in names if not is_tensor_global(n)]
@@ -237,7 +288,7 @@ def _check_sample_inputs(zf: zipfile.ZipFile, member: str) -> str | None:
 
 
 def _check_models(zf: zipfile.ZipFile, member: str, allowed: frozenset[str]) -> str | None:
-    for expr in _walk_expr_strings(json.loads(zf.read(member))):
+    for expr in _walk_expr_strings(json.loads(_read_member(zf, member))):
         if not _safe_sympy(expr, allowed):
             return f"{member.rsplit('/', 1)[-1]} holds a shape expression that is not plain arithmetic"
     return None
@@ -255,7 +306,7 @@ def pt2_unsafe_reason(path: Path) -> str | None:
     allowed = _SYMPY_NAMES | _torch_sympy_names()
     try:
         with zipfile.ZipFile(path) as zf:
-            if zf.read(f"{root}/archive_format").strip() != b"pt2":
+            if _read_member(zf, f"{root}/archive_format").strip() != b"pt2":
                 return "its archive_format is not 'pt2'"
             for name in rel:
                 member = f"{root}/{name}"

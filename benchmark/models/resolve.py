@@ -29,6 +29,11 @@ class ModelRef:
     def preprocessing_key(self) -> str:
         return preprocessing_key(self.card)
 
+    @property
+    def loaded(self) -> Any:
+        """The LoadedModel when this run has loaded it, else None."""
+        return self._loaded
+
     def load(self, device: Any):
         """The LoadedModel, loaded once."""
         if self._loaded is None:
@@ -36,30 +41,45 @@ class ModelRef:
         return self._loaded
 
 
-def _file_ref(path: Path, *, trust_pickle: bool) -> ModelRef:
+def weights_digest(weights: Path, card: ModelCard | None = None) -> str:
+    """sha256 of everything the model reads: the weights file, and for ONNX its external data."""
     from benchmark.hashing import sha256_file
 
+    digest = sha256_file(weights)
+    if (card is None or card.format == "onnx") and weights.suffix.lower() == ".onnx":
+        from benchmark.models.loaders_onnx import external_data_files
+
+        extra = external_data_files(weights)
+        if extra:
+            import hashlib
+
+            text = digest + "".join(f"\n{p.name}:{sha256_file(p)}" for p in extra)
+            digest = hashlib.sha256(text.encode()).hexdigest()
+    return digest
+
+
+def _file_ref(path: Path, *, trust_code: bool) -> ModelRef:
     card, weights = load_card(path)
 
     def load(device: Any):
         from benchmark.models.loaded import load_model_file
 
-        return load_model_file(path, trust_pickle=trust_pickle, device=device)
+        return load_model_file(path, trust_code=trust_code, device=device)
 
-    return ModelRef(card, sha256_file(weights), weights, load)
+    return ModelRef(card, weights_digest(weights, card), weights, load)
 
 
-def resolve_model(spec: str | None, *, trust_pickle: bool = False) -> ModelRef:
+def resolve_model(spec: str | None, *, trust_code: bool = False) -> ModelRef:
     """A checkpoint path, or a registered name whose factory returns a checkpoint path or a
     LoadedModel (for plugins that build their model in memory)."""
     spec = spec or "reference"
     path = Path(spec)
     if path.exists():
-        return _file_ref(path, trust_pickle=trust_pickle)
+        return _file_ref(path, trust_code=trust_code)
     if spec in MODELS:
-        target = MODELS.get(spec)(trust_pickle=trust_pickle)
+        target = MODELS.get(spec)(trust_code=trust_code)
         if isinstance(target, str | Path):
-            return _file_ref(Path(target), trust_pickle=trust_pickle)
+            return _file_ref(Path(target), trust_code=trust_code)
         return ModelRef(target.card, target.sha256, getattr(target, "weights_path", None),
                         lambda device: target, target)
     if path.suffix or "/" in spec:
