@@ -1,6 +1,8 @@
 """The readable terminal summary of a run."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -53,6 +55,46 @@ def print_summary(console: Console, outcome) -> None:
         console.print(table)
     console.print(f"wrote {outcome.run_dir}/result.json, predictions.parquet, report.html", markup=False,
                   highlight=False)
+    print_verdict(console, result, outcome.run_dir)
+
+
+def print_verdict(console: Console, result: dict, run_dir=None) -> None:
+    """The report's verdict panel in a few lines (benchmark.verdict): the run's last words."""
+    from rich.text import Text
+
+    from benchmark.errors import CxrbenchError
+    from benchmark.textsafe import terminal_safe as safe
+    from benchmark.verdict import build_verdict
+
+    predictions = None
+    if run_dir is not None and (Path(run_dir) / "predictions.parquet").is_file():
+        import pandas as pd
+
+        predictions = pd.read_parquet(Path(run_dir) / "predictions.parquet")
+    try:
+        v = build_verdict(result, predictions)
+    except CxrbenchError as exc:
+        console.print(Text(f"verdict: none ({safe(exc)})"))
+        return
+    style = {"pass": "bold green", "fail": "bold red", "unusable": "bold yellow"}[v.outcome]
+    console.print(Text(f"verdict: {v.summary}", style=style))
+    for c in v.checks:
+        if c.status == "pass":
+            continue
+        text = (f"{c.compared} {_fmt(c.observed)}, required {c.required}; value {_fmt(c.value)} "
+                f"[{_fmt(c.ci[0])}, {_fmt(c.ci[1])}]" if c.status == "fail" else safe(c.problem))
+        console.print(Text.assemble(("  FAIL " if c.status == "fail" else "  unusable ", style),
+                                    f"{safe(c.metric)}: {text}"))
+    passed = [safe(c.metric) for c in v.checks if c.status == "pass"]
+    if passed:
+        console.print(Text(f"  pass: {', '.join(passed)}"))
+    if v.shortcut is not None:
+        console.print(Text(f"  shortcut: {safe(v.shortcut[0])}: {safe(v.shortcut[1])}"))
+    for h in v.headlines:
+        where = f" ({safe(h.note)})" if h.note else ""
+        console.print(Text(f"  {h.label}{where}: {_fmt(h.value)} [{_fmt(h.ci[0])}, {_fmt(h.ci[1])}]"))
+    for w in v.warnings:
+        console.print(Text.assemble(("  warning: ", "bold yellow"), safe(w)))
 
 
 def _print_shard(console: Console, shard) -> None:

@@ -25,6 +25,7 @@ from benchmark import METRIC_CODE_VERSION
 from benchmark.errors import CxrbenchError
 
 TOLERANCE = 1e-9
+MAX_RESAMPLES = 100_000
 STATUS_EXIT = {"verified": 0, "tampered": 1, "unverifiable": 2}
 
 
@@ -144,6 +145,9 @@ def _config(prov: dict[str, Any], run_dir: Path):
     if missing:
         raise _Unverifiable(f"provenance.bootstrap lacks {missing[0]!r}", where=where)
     bcfg = BootstrapConfig(**{k: v for k, v in bs.items() if k in known})
+    if bcfg.n_resamples > MAX_RESAMPLES:  # a stranger's file must not buy unbounded CPU time
+        raise _Unverifiable(f"{bcfg.n_resamples} bootstrap resamples; verify recomputes at most {MAX_RESAMPLES}",
+                            where=where)
     options = request.get("options") or []
     if not (isinstance(options, list) and all(isinstance(o, list | tuple) and len(o) == 2 for o in options)):
         raise _Unverifiable("provenance.request.options is not a list of [key, value] pairs", where=where)

@@ -64,11 +64,11 @@ def _rank_value(e: Entry, rank_by: str) -> float:
 
 
 def _group(entries: list[Entry], *, rank_by: str, correction: str, alpha: float, config: Any,
-           site: Path, notes: list[str], pages: list[Path], built: str) -> _Group:
+           site: Path, notes: list[str], pages: list[Path], built: str, checks: dict[str, Any]) -> _Group:
     from benchmark.compare import CORRECTIONS, check_same_images, compare_loaded, load_paired_run, tie_group
 
     entries = sorted(entries, key=lambda e: (-_rank_value(e, rank_by), e.model.lower(), e.slug))
-    standings = {e.slug: Standing() for e in entries}
+    standings = {e.slug: Standing(verification=checks.get(e.slug)) for e in entries}
     clean: dict[str, pd.DataFrame] = {}
     paired = []
     for e in entries:
@@ -105,6 +105,8 @@ def _group(entries: list[Entry], *, rank_by: str, correction: str, alpha: float,
         note = f"No tie groups: {rank_by} is not a metric that the paired comparison can test."
     else:
         note = "No tie groups: fewer than two entries with predictions on these images."
+    if metric is not None and len(paired) >= 2:
+        note += " " + _rank_uncertainty(paired, metric, standings, config)
     by_slug = {e.slug: e for e in entries}
     for i, ra in enumerate(paired):
         for rb in paired[i + 1:]:
@@ -122,10 +124,29 @@ def _group(entries: list[Entry], *, rank_by: str, correction: str, alpha: float,
     return _Group(entries, standings, note, clean)
 
 
+def _rank_uncertainty(paired: list[Any], metric: str, standings: dict[str, Standing], config: Any) -> str:
+    """Each entry's bootstrap rank interval and probability of being best (benchmark.stats.rank_intervals);
+    returns the sentence that explains them."""
+    from benchmark.compare import _stat_fn  # the paired comparison's metric family: the same numbers
+    from benchmark.stats.rank_intervals import rank_intervals
+
+    summary = rank_intervals(_stat_fn, metric, paired[0].y, [r.probs for r in paired], clusters=paired[0].clusters,
+                             lower_is_better=bool(LOWER_IS_BETTER.search(metric)), config=config)
+    for run, iv in zip(paired, summary.intervals):
+        standings[run.label].rank = iv
+    return (f"Rank [{round(summary.level * 100)}% CI]: the entry's rank on {metric} in each of "
+            f"{summary.n_resamples} bootstrap resamples of {summary.unit}s, every entry scored on the same "
+            "resamples; P(best): the share of resamples in which it ranks first (a tie for first is shared).")
+
+
 def build_site(paths: list[str | Path], out_dir: str | Path, *, rank_by: str = "subtype.map",
-               correction: str = "holm", alpha: float = 0.05, bootstrap: int = 1000, seed: int = 0) -> BuildOutcome:
+               correction: str = "holm", alpha: float = 0.05, bootstrap: int = 1000, seed: int = 0,
+               verify: bool = True, require_verified: bool = False, jobs: int | None = None,
+               cache_dir: Path | None = None) -> BuildOutcome:
     """Write the leaderboard for the given run folders into `out_dir`; fails only when no valid entry
-    remains (every skipped input is listed in the outcome and on the index page)."""
+    remains (every skipped input is listed in the outcome and on the index page). Each entry is
+    verified (its suites recomputed from its predictions, leaderboard.verification) unless `verify` is
+    False; `require_verified` leaves out every entry that does not verify."""
     from benchmark.compare import CORRECTIONS
     from benchmark.stats import BootstrapConfig
 
@@ -135,7 +156,20 @@ def build_site(paths: list[str | Path], out_dir: str | Path, *, rank_by: str = "
     if not re.fullmatch(r"[A-Za-z0-9_]+\.\S+", rank_by):
         raise CxrbenchError(f"expected <suite>.<metric>, found {rank_by!r}", where="--rank-by")
     config = BootstrapConfig(n_resamples=bootstrap, seed=seed)
+    if require_verified and not verify:
+        raise CxrbenchError("--require-verified needs verification; drop --no-verify", where="--require-verified")
     entries, skipped = load_entries(list(paths))
+    checks: dict[str, Any] = {}
+    if entries and verify:
+        from benchmark.store import default_cache_dir
+        from leaderboard.verification import LABELS, verify_entries
+
+        checks = verify_entries({e.slug: e.run_dir for e in entries}, cache_dir=cache_dir or default_cache_dir(),
+                                jobs=jobs)
+        if require_verified:
+            skipped += [f"{e.run_dir / 'result.json'}: left out by --require-verified: {LABELS[checks[e.slug].status]} "
+                        f"({checks[e.slug].detail})" for e in entries if checks[e.slug].status != "verified"]
+            entries = [e for e in entries if checks[e.slug].status == "verified"]
     if not entries:
         first = f"; first problem: {skipped[0]}" if skipped else ""
         raise CxrbenchError(f"no valid result file among the {len(paths)} path(s) given{first}", where="leaderboard")
@@ -149,7 +183,7 @@ def build_site(paths: list[str | Path], out_dir: str | Path, *, rank_by: str = "
     for e in entries:
         keys.setdefault(e.dataset_key, []).append(e)
     groups = [_group(g, rank_by=rank_by, correction=correction, alpha=alpha, config=config, site=site,
-                     notes=outcome.notes, pages=outcome.pages, built=built)
+                     notes=outcome.notes, pages=outcome.pages, built=built, checks=checks)
               for g in sorted(keys.values(), key=lambda g: (min(e.dataset.lower() for e in g), g[0].dataset_key))]
     for g in groups:
         names = {e.slug: e.model for e in g.entries}
@@ -188,7 +222,10 @@ def _write_json(site: Path, groups: list[_Group], rank_by: str, correction: str,
             {"slug": e.slug, "model": e.model, "dataset": e.dataset, "run_dir": str(e.run_dir), "stale": e.stale,
              "metric_code_version": e.metric_code_version, "status": g.standings[e.slug].status,
              "p_adjusted": g.standings[e.slug].p_adjusted, "page": f"entries/{e.slug}.html",
-             "compare": g.standings[e.slug].compare, "rank_metric": e.metric(rank_by)}
+             "compare": g.standings[e.slug].compare, "rank_metric": e.metric(rank_by),
+             "rank_interval": g.standings[e.slug].rank.to_json() if g.standings[e.slug].rank else None,
+             "verification": (g.standings[e.slug].verification.to_json() if g.standings[e.slug].verification
+                              else {"status": "not checked"})}
             for e in g.entries]} for g in groups]}
     (site / "leaderboard.json").write_text(json.dumps(finite(data), indent=2, default=str, allow_nan=False) + "\n",
                                            encoding="utf-8")

@@ -32,6 +32,8 @@ class Standing:
     p_adjusted: float | None = None
     note: str = ""
     compare: dict[str, str] = field(default_factory=dict)  # other slug -> compare page (site-relative)
+    rank: Any = None          # benchmark.stats.rank_intervals.RankInterval, when ranks were resampled
+    verification: Any = None  # benchmark.verify.VerifyReport, when the build verified the entry
 
 
 def status_badge(s: Standing) -> str:
@@ -44,6 +46,29 @@ def status_badge(s: Standing) -> str:
         return (f"<span class=sub title='significantly behind the leader'>behind<br>p<sub>adj</sub> "
                 f"{fmt(s.p_adjusted)}</span>")
     return f"<span class='badge untested' title='{esc(s.note)}'>not tested</span>"
+
+
+VERIFY_BADGES = {
+    "verified": ("verified", "verified", "every metric recomputed from its predictions matches"),
+    "tampered": ("tampered", "tampered", "its result.json does not follow from its predictions"),
+    "unverifiable": ("unverifiable", "not verifiable", "its metrics could not be recomputed"),
+}
+
+
+def verify_badge(s: Standing) -> str:
+    if s.verification is None:
+        return "<span class='badge untested' title='the build did not verify entries'>not checked</span>"
+    cls, text, what = VERIFY_BADGES[s.verification.status]
+    return f"<span class='badge {cls}' title='{esc(what)}: {esc(s.verification.detail)}'>{text}</span>"
+
+
+def rank_cells(s: Standing) -> str:
+    """Rank interval and probability of being best; n/a where ranks were not resampled."""
+    if s.rank is None or not s.rank.ci[0]:
+        return "<td class=num data-sort=''>n/a</td><td class=num data-sort=''>n/a</td>"
+    lo, hi = s.rank.ci
+    return (f"<td class=num data-sort='{lo + hi / 1000:.3f}'>{s.rank.rank} <span class=ci>[{lo}, {hi}]</span></td>"
+            f"<td class=num data-sort='{s.rank.p_best:.6f}'>{s.rank.p_best:.2f}</td>")
 
 
 def stale_badge(e: Entry) -> str:
@@ -71,7 +96,8 @@ def index_group(i: int, entries: list[Entry], standings: dict[str, Standing], *,
     cols = [m for m in (rank_by, *INDEX_COLUMNS) if any(e.metric(m) for e in entries)]
     cols = list(dict.fromkeys(cols))
     head = (header("#", sortable=True) + header("model", sortable=True, kind="text")
-            + header("tie group", sortable=True, kind="text")
+            + header("tie group", sortable=True, kind="text") + header("rank [95% CI]", sortable=True)
+            + header("P(best)", sortable=True) + header("verified", sortable=True, kind="text")
             + "".join(header((c.split(".", 1)[1] if c.startswith("subtype.") else c)
                              + (" (rank)" if c == rank_by else ""), sortable=True) for c in cols)
             + header("images", sortable=True) + header("date", sortable=True, kind="text")
@@ -84,7 +110,9 @@ def index_group(i: int, entries: list[Entry], standings: dict[str, Standing], *,
             f"<tr data-slug='{esc(e.slug)}'{' class=is-stale' if e.stale else ''}>"
             f"<td class=num data-sort='{rank}'>{rank}</td>"
             f"<td data-sort='{esc(e.model.lower())}'><a href='entries/{esc(e.slug)}.html'>{esc(e.model)}</a></td>"
-            f"<td class=status data-sort='{order}'>{status_badge(s)}{unreliable_badge(e)}</td>"
+            f"<td class=status data-sort='{order}'>{status_badge(s)}{unreliable_badge(e)}</td>{rank_cells(s)}"
+            f"<td class=status data-sort='{esc(s.verification.status if s.verification else 'z')}'>"
+            f"{verify_badge(s)}</td>"
             + "".join(metric_cell(e.metric(c)) for c in cols)
             + f"<td class=num data-sort='{esc(e.result['dataset'].get('counts', {}).get('images', ''))}'>"
             f"{fmt(e.result['dataset'].get('counts', {}).get('images'))}</td>"
@@ -166,7 +194,12 @@ def entry_page(e: Entry, s: Standing, clean: pd.DataFrame | None, *, others: dic
     links = "".join(f"<li><a href='../{esc(href)}'>vs {esc(others[slug])}</a></li>"
                     for slug, href in sorted(s.compare.items()))
     compare = f"<ul>{links}</ul>" if links else "<p class=note>No other entry was scored on the same images.</p>"
-    badges = f"<p>{status_badge(s)}{stale_badge(e)}{unreliable_badge(e)}</p>" + (f"<p class=note>{esc(s.note)}</p>" if s.note else "")
+    badges = (f"<p>{status_badge(s)}{stale_badge(e)}{unreliable_badge(e)}{verify_badge(s)}</p>"
+              + (f"<p class=note>{esc(s.note)}</p>" if s.note else "")
+              + (f"<p class='verify-detail {esc(s.verification.status)}'>Verification: {esc(s.verification.detail)}</p>"
+                 if s.verification else "")
+              + (f"<p>Rank {s.rank.rank} (95% CI {s.rank.ci[0]} to {s.rank.ci[1]}), probability of being best "
+                 f"{s.rank.p_best:.2f}.</p>" if s.rank is not None and s.rank.ci[0] else ""))
     content = render("entry.html", model=esc(e.model), dataset=esc(e.dataset), badges=badges, toc=" ".join(toc),
                      headline=headline, sections="".join(sections), compare=compare, provenance=provenance(e))
     return content, figs
