@@ -96,9 +96,9 @@ class _Figures:
         if in_grid:  # the cell decides the width
             layout.pop("width", None)
             layout.update(autosize=True, height=min(int(layout.get("height") or 380), 380),
-                          margin={"l": 50, "r": 20, "t": 50, "b": 50})
+                          margin={"l": 90, "r": 20, "t": 50, "b": 60})
         data = fig.get("data") if isinstance(fig.get("data"), list) else []
-        self.items[div] = {"data": data, "layout": layout}
+        self.items[div] = {"data": data, "layout": layout, "grid": in_grid}
         return f"<div class=fig id='{div}'></div>"
 
     def script(self) -> str:
@@ -110,7 +110,7 @@ DRAW_JS = """(function(){var figs=JSON.parse(document.getElementById('cxr-figure
 function draw(el){var f=figs[el.id];if(!f||el.dataset.drawn)return;el.dataset.drawn='1';
 if(typeof Plotly==='undefined'){el.textContent='plotly.js did not load (a report made with the shared asset needs '+
 'plotly.min.js in the folder above the run folder); the numbers are in the tables.';return;}
-Plotly.newPlot(el,f.data,f.layout,{displaylogo:false,responsive:true});}
+Plotly.newPlot(el,f.data,f.layout,{displaylogo:false,responsive:true,displayModeBar:f.grid?false:'hover'});}
 document.querySelectorAll('#figures .fig').forEach(draw);
 document.querySelectorAll('details').forEach(function(d){d.addEventListener('toggle',function(){
 if(d.open)d.querySelectorAll('.fig').forEach(draw);});});

@@ -4,7 +4,7 @@ A verification recomputes every suite of a run, so it is cached under a hash of 
 (result.json, predictions.parquet, manifest.parquet, embeddings.npz) and of the code that recomputes
 (package version, metric code version, the sources of benchmark/ and suites/): a rebuild verifies
 only new or changed entries. Entries run in spawned processes (no fork of a process that may hold
-threads), one per core by default.
+threads), one per core by default when there are more than a few.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from pathlib import Path
 from benchmark.verify import VerifyReport, verify_run
 
 FILES = ("result.json", "predictions.parquet", "manifest.parquet", "embeddings.npz")
+SMALL = 3  # entries verified in this process when no job count is given
 LABELS = {"verified": "verified", "tampered": "tampered", "unverifiable": "not verifiable"}
 
 
@@ -66,7 +67,9 @@ def verify_entries(run_dirs: dict[str, Path], *, cache_dir: Path, jobs: int | No
             todo.append(slug)
         else:
             out[slug] = hit
-    workers = min(len(todo), jobs if jobs is not None else (os.cpu_count() or 1))
+    # A spawned process costs about 2 s of imports, more than verifying a small run: by default a few
+    # entries are verified here, more in one process per core.
+    workers = min(len(todo), jobs if jobs is not None else (os.cpu_count() or 1) if len(todo) > SMALL else 1)
     done: dict[str, VerifyReport] = {}
     if workers > 1:
         try:

@@ -217,3 +217,54 @@ def test_cli_build(site, capsys, tmp_path):
     assert code == 0, err
     assert "3 entries" in out and f"{tmp_path / 'missing'}: no result.json here" in err
     assert (tmp_path / "s" / "index.html").is_file()
+
+
+def test_rank_intervals_beside_the_tie_groups(site):
+    _, _, data = site
+    e = entries_of(data)
+    alpha, old, beta = (e[k]["rank_interval"] for k in ("alpha", "alpha-old", "beta"))
+    assert alpha == old and alpha["ci"][0] == 1  # identical predictions: the same interval, P(best) shared
+    assert beta["ci"][0] > alpha["ci"][1] and beta["p_best"] == 0.0  # far behind: its interval excludes theirs
+    assert e["gamma"]["rank_interval"] is None  # alone on its images: nothing to rank against
+    index = (site[0].site_dir / "index.html").read_text()
+    assert "rank [95% CI]" in index and "P(best)" in index and "bootstrap resamples of patients" in index
+
+
+def test_stale_entry_is_not_verifiable(site):
+    _, _, data = site
+    e = entries_of(data)
+    assert e["alpha"]["verification"]["status"] == "verified"
+    assert e["alpha-old"]["verification"]["status"] == "unverifiable"
+    assert "metric code version '0'" in e["alpha-old"]["verification"]["detail"]
+
+
+def test_a_tampered_entry_is_marked_and_require_verified_drops_it(site, tmp_path, monkeypatch):
+    from benchmark import api
+    from leaderboard import verification
+
+    _, runs, _ = site
+    tampered = tmp_path / "tampered_run"
+    shutil.copytree(runs["alpha"], tampered)
+    res = json.loads((tampered / "result.json").read_text())
+    res["model"]["name"] = "alpha-tampered"
+    res["suites"]["subtype"]["metrics"]["map"]["value"] -= 0.01  # still a number a run could give
+    (tampered / "result.json").write_text(json.dumps(res))
+    paths, cache = [runs["alpha"], runs["beta"], tampered], tmp_path / "cache"
+    api.leaderboard(paths, tmp_path / "site", bootstrap=100, cache_dir=cache, jobs=2)
+    data = json.loads((tmp_path / "site" / "leaderboard.json").read_text())
+    e = entries_of(data)
+    assert [e[k]["verification"]["status"] for k in ("alpha", "beta", "alpha-tampered")] == \
+        ["verified", "verified", "tampered"]
+    assert [d["name"] for d in e["alpha-tampered"]["verification"]["differences"]] == ["subtype.map"]
+    index = (tmp_path / "site" / "index.html").read_text()
+    assert index.count("class='badge tampered'") == 1 and index.count("class='badge verified'") == 2
+    page = (tmp_path / "site" / e["alpha-tampered"]["page"]).read_text()
+    assert "Verification: 1 of " in page and "subtype.map: recorded" in page
+    assert len(list((cache / "verify").glob("*.json"))) == 3
+
+    # A rebuild takes every verification from the cache, and --require-verified leaves the tampered out.
+    monkeypatch.setattr(verification, "verify_run", lambda d: pytest.fail(f"verified {d} again"))
+    outcome = api.leaderboard(paths, tmp_path / "site2", bootstrap=100, cache_dir=cache, jobs=1,
+                              require_verified=True)
+    assert sorted(x.model for x in outcome.entries) == ["alpha", "beta"]
+    assert any("tampered_run" in s and "left out by --require-verified: tampered" in s for s in outcome.skipped)

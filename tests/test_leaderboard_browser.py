@@ -287,3 +287,39 @@ def test_html_in_a_model_name_is_text_and_runs_nothing(browser, site, tmp_path):
     page.wait_for("document.body.dataset.plots")
     assert page.dialogs() == []
     assert page.errors() == [], page.errors()
+
+
+# --- the run report -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def report_run(tmp_path_factory):
+    from tests.test_report_summary import failing_run
+
+    return failing_run(tmp_path_factory.mktemp("report-browser"))
+
+
+def test_report_opens_on_the_verdict_panel_naming_the_failed_checks(browser, report_run, tmp_path):
+    from benchmark import api
+
+    failed = [r.check.metric for r in api.gate(report_run.run_dir, "default").failed]
+    assert "shortcut.no_lung_retention" in failed
+    page = Page(browser, width=1280, height=900)
+    page.goto((report_run.run_dir / "report.html").as_uri())
+    assert page.wait_for("document.body.dataset.plots") == "done"
+    assert page.eval("document.body.firstElementChild.id") == "verdict"
+    # Nothing above it, and all of it within the first screen.
+    assert page.eval("document.elementFromPoint(300, 40).closest('#verdict') !== null")
+    top, bottom = page.eval("(r => [r.top, r.bottom])(document.getElementById('verdict').getBoundingClientRect())")
+    assert 0 <= top < 60 and bottom < 900
+    assert page.eval("[...document.querySelectorAll('#verdict tr.check.fail code')].map(c => c.textContent)") == failed
+    assert page.eval("document.querySelector('#verdict .overall').innerText").startswith(f"FAIL: {len(failed)} of 7")
+    # The figure grid is drawn at once; a collapsed section draws its figures when opened.
+    cells = page.eval("document.querySelectorAll('#figures .fig').length")
+    assert cells >= 5 and page.eval("[...document.querySelectorAll('#figures .fig')]"
+                                    ".filter(d => d.querySelector('svg.main-svg')).length") == cells
+    assert page.eval("[...document.querySelectorAll('details')].every(d => !d.open)")
+    save_screenshot(page, tmp_path, "report_verdict.png", max_height=1500)
+    page.eval("document.getElementById('suite-calibration').open = true")
+    page.wait_for("document.querySelector('#suite-calibration .fig svg.main-svg') !== null")
+    assert page.errors() == [], page.errors()
+    assert local_only(page.requested_urls()) == []
