@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 STORE_VERSION = "2"  # bump when the meaning of cached predictions changes (2: pieces carry checksums)
-VERIFY = True  # check each piece's checksum on read (perf/cache_verify.py measures what it costs)
+# Check each piece's checksum (and each prepared-store row's CRC) on read. CXRBENCH_VERIFY_CACHE=0
+# turns it off only so that perf/cache_verify.py can measure what it costs.
+VERIFY = os.environ.get("CXRBENCH_VERIFY_CACHE", "1") != "0"
 
 
 def default_cache_dir() -> Path:
