@@ -88,8 +88,8 @@ def print_verdict(console: Console, result: dict, run_dir=None) -> None:
     passed = [safe(c.metric) for c in v.checks if c.status == "pass"]
     if passed:
         console.print(Text(f"  pass: {', '.join(passed)}"))
-    if v.shortcut is not None:
-        console.print(Text(f"  shortcut: {safe(v.shortcut[0])}: {safe(v.shortcut[1])}"))
+    console.print(Text(f"  shortcut: {safe(v.shortcut[0])}: {safe(v.shortcut[1])}" if v.shortcut is not None
+                       else "  shortcut: not run (add shortcut to --suites)"))
     for h in v.headlines:
         where = f" ({safe(h.note)})" if h.note else ""
         console.print(Text(f"  {h.label}{where}: {_fmt(h.value)} [{_fmt(h.ci[0])}, {_fmt(h.ci[1])}]"))
