@@ -10,10 +10,11 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
-from pydicom.pixels import get_decoder
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
 
+from benchmark.data import images
+from benchmark.data.dicom_codecs import PixelLimitError
 from benchmark.data.images import decode_image, decode_mask, read_dicom_header
 from benchmark.errors import DataError
 
@@ -313,14 +314,89 @@ def test_bad_input_is_one_line_data_error(kind, decode, tmp_path):
     assert path.name in message and BAD[kind] in message and "\n" not in message
 
 
-def test_unsupported_transfer_syntax_named(tmp_path):
+def test_mislabelled_stream_names_each_decoder_tried(tmp_path):
     ds = pydicom.dcmread(sample("RG1_J2KR.dcm"))
     ds.file_meta.TransferSyntaxUID = JPEGLSLossless  # J2K bytes behind a JPEG-LS label
     ds.save_as(tmp_path / "jls.dcm")
     with pytest.raises(DataError, match="jls.dcm") as info:
         decode_image(tmp_path / "jls.dcm")
-    if not get_decoder(JPEGLSLossless).is_available:
-        assert "unsupported transfer syntax 'JPEG-LS Lossless" in str(info.value)
+    message = str(info.value)
+    # Both JPEG-LS plug-ins are dependencies; they are tried in the harness's fixed order.
+    assert "cannot decode JPEG-LS Lossless" in message and "\n" not in message
+    assert message.index("pyjpegls:") < message.index("gdcm:")
+
+
+def test_syntax_without_any_decoder_named(tmp_path):
+    ds = pydicom.dcmread(sample("RG1_J2KR.dcm"))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: compressed, no decoder
+    ds.save_as(tmp_path / "mpeg.dcm")
+    with pytest.raises(DataError, match="mpeg.dcm: unsupported transfer syntax 'MPEG2") as info:
+        decode_image(tmp_path / "mpeg.dcm")
+    assert "no decoder installed" in str(info.value)
+
+
+# --- grey-value tables: the fast path must equal the per-pixel computation bit for bit -------
+
+
+@pytest.mark.parametrize("name", ["RG1_UNCR.dcm", "CT_small.dcm", "693_UNCR.dcm", "mlut_18.dcm", "vlut_04.dcm",
+                                  "MR_small_bigendian.dcm", "JPEG-LL.dcm", "liver_1frame.dcm"])
+def test_table_path_equals_pixel_path_on_real_files(name):
+    path = sample(name)
+    fast = images._canonical_dicom(images._read_dicom(path), path)
+    slow = images._canonical_dicom(images._read_dicom(path), path, use_table=False)
+    assert fast.dtype == slow.dtype == np.float32 and np.array_equal(fast, slow)
+
+
+def test_table_path_equals_pixel_path_on_random_images():
+    rng = np.random.default_rng(7)
+    template = pydicom.dcmread(sample("MR_small.dcm"))
+    for trial in range(120):
+        ds = template.copy()
+        for key in ("WindowCenter", "WindowWidth"):  # the percentile window: the histogram path
+            if key in ds and trial % 4:
+                del ds[key]
+        signed = trial % 2 == 1
+        lo, hi = (-3000, 3000) if signed else (0, int(rng.integers(2, 65535)))
+        arr = rng.integers(lo, hi, (int(rng.integers(1, 50)), int(rng.integers(1, 50))))
+        arr = arr.astype(np.int16 if signed else np.uint16)
+        if trial % 5 == 0:
+            arr[:] = arr.flat[0]  # a flat image: percentiles coincide
+        ds.set_pixel_data(arr, "MONOCHROME1" if trial % 3 == 0 else "MONOCHROME2", 16)
+        ds.RescaleSlope, ds.RescaleIntercept = float(rng.choice([1, -1, 0.5, 2.5e-3])), float(rng.normal() * 100)
+        fast = images._canonical_dicom(ds, Path("x.dcm"))
+        slow = images._canonical_dicom(ds, Path("x.dcm"), use_table=False)
+        assert np.array_equal(fast, slow), trial
+
+
+# --- pixel limit (Pillow side; DICOM in tests/test_dicom_syntaxes.py) -------------------------
+
+
+def test_png_over_the_pixel_limit_says_too_many_pixels(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((300, 400), np.uint8)).save(tmp_path / "big.png")
+    monkeypatch.setenv("CXRBENCH_MAX_PIXELS", "100000")  # 120,000 > limit
+    with pytest.raises(PixelLimitError) as info:
+        decode_image(tmp_path / "big.png")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'big.png'}: too many pixels: 400 x 300 = 120,000 pixels")
+    assert "limit of 100,000" in message and "not a readable image" not in message
+    monkeypatch.setenv("CXRBENCH_MAX_PIXELS", "120000")
+    assert decode_image(tmp_path / "big.png").shape == (300, 400)
+
+
+def test_png_beyond_pillows_hard_limit_says_too_many_pixels(tmp_path, monkeypatch):
+    # Pillow raises DecompressionBombError above twice its limit, inside Image.open.
+    Image.fromarray(np.zeros((100, 100), np.uint8)).save(tmp_path / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    monkeypatch.delenv("CXRBENCH_MAX_PIXELS", raising=False)
+    with pytest.raises(PixelLimitError, match=r"bomb.png: too many pixels: 10,000 pixels, over the limit of 1,000"):
+        decode_image(tmp_path / "bomb.png")
+
+
+def test_bad_pixel_limit_setting_is_one_line(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "x.png")
+    monkeypatch.setenv("CXRBENCH_MAX_PIXELS", "lots")
+    with pytest.raises(DataError, match="CXRBENCH_MAX_PIXELS: must be a positive whole number"):
+        decode_image(tmp_path / "x.png")
 
 
 def test_header_of_non_dicom_refused(tmp_path):

@@ -6,7 +6,9 @@ Every failure a user can cause surfaces as a one-line `DataError` naming the fil
 from __future__ import annotations
 
 import math
+import re
 import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +16,12 @@ import numpy as np
 import pydicom
 from PIL import ExifTags, Image, ImageOps
 from pydicom.multival import MultiValue
-from pydicom.pixels import apply_color_lut, apply_modality_lut, get_decoder, pixel_array
+from pydicom.pixels import apply_color_lut, apply_modality_lut
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from benchmark.data.dicom_codecs import check_dicom_pixels, check_pixel_count, decode_first_frame, max_pixels
+from benchmark.data.dicom_deflate import is_deflated, read_deflated
+from benchmark.data.grey_table import value_counts, value_table, weighted_percentiles
 from benchmark.errors import DataError
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
@@ -48,6 +53,15 @@ def decode_mask(path: str | Path) -> np.ndarray:
     img, fmt = _open_pillow(path)
     with img:
         return _mask_from_pillow(img, fmt)
+
+
+def decode_dicom_pixels(path: str | Path) -> np.ndarray:
+    """The first frame of a DICOM file as stored (before any LUT), through the same reader, pixel
+    limit and decoder choice as decode_image."""
+    path = _existing_file(path)
+    if not _looks_like_dicom(path):
+        raise DataError(_not_dicom_reason(), where=str(path))
+    return _first_frame(_read_dicom(path), path)
 
 
 def read_dicom_header(path: str | Path) -> pydicom.Dataset:
@@ -93,7 +107,12 @@ def _not_dicom_reason() -> str:
 
 def _read_dicom(path: Path, *, stop_before_pixels: bool = False) -> pydicom.Dataset:
     try:
-        ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+        if is_deflated(path):  # pydicom would inflate it whole before the pixel limit is checked
+            ds = read_deflated(path, stop_before_pixels=stop_before_pixels)
+        else:
+            ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
+    except DataError:
+        raise
     except Exception as exc:  # pydicom raises many types for damaged headers
         raise DataError(f"unreadable DICOM header ({_one_line(exc)})", where=str(path)) from None
     if len(ds) == 0:
@@ -127,26 +146,12 @@ def _first_frame(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     """Pixels of the first frame, as stored (before any LUT)."""
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise DataError("DICOM file has no pixel data", where=str(path))
+    # Before anything is decoded: a header may declare far more pixels than the file holds.
+    check_dicom_pixels(ds, path)
     tsyntax = UID(ds.file_meta.TransferSyntaxUID)
-    if tsyntax.is_compressed:
-        _check_decoder(tsyntax, path)
-    elif "PixelData" in ds:
+    if not tsyntax.is_compressed and "PixelData" in ds:
         _check_native_length(ds, path)
-    try:
-        return pixel_array(ds, index=0)
-    except Exception as exc:  # decoder plug-ins raise assorted types for corrupt streams
-        raise DataError(f"cannot decode {tsyntax.name} pixel data ({_one_line(exc)})",
-                        where=str(path)) from None
-
-
-def _check_decoder(tsyntax: UID, path: Path) -> None:
-    try:
-        available = get_decoder(tsyntax).is_available
-    except NotImplementedError:  # a compressed syntax pydicom has no decoder class for
-        available = False
-    if not available:
-        raise DataError(f"unsupported transfer syntax '{tsyntax.name}' ({tsyntax}): no decoder "
-                        "installed", where=str(path))
+    return decode_first_frame(ds, path)
 
 
 def _check_native_length(ds: pydicom.Dataset, path: Path) -> None:
@@ -163,20 +168,38 @@ def _check_native_length(ds: pydicom.Dataset, path: Path) -> None:
                         f"frame needs {needed}", where=str(path))
 
 
-def _canonical_dicom(ds: pydicom.Dataset, path: Path) -> np.ndarray:
+def _canonical_dicom(ds: pydicom.Dataset, path: Path, *, use_table: bool = True) -> np.ndarray:
     arr = _first_frame(ds, path)
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if arr.ndim == 3 or photometric == "PALETTE COLOR":
         return _canonical_colour_dicom(ds, arr, photometric, path)
+    table = value_table(arr) if use_table else None
+    if table is None:
+        return _monochrome_to_unit(arr, None, ds, photometric, path)
+    values, index = table
+    # Every step is per grey value, so it runs on the 256/65,536-entry table and one gather
+    # builds the image (benchmark.data.grey_table); the percentile reads a histogram.
+    counts = value_counts(index, values.size) if _needs_percentile(ds) else None
+    return _monochrome_to_unit(values, counts, ds, photometric, path)[index]
+
+
+def _monochrome_to_unit(arr: np.ndarray, counts: np.ndarray | None, ds: pydicom.Dataset, photometric: str,
+                        path: Path) -> np.ndarray:
+    """Stored values (pixels, or a table of values with their pixel counts) to canonical float32."""
     try:
         values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
-        out = _voi_to_unit(values, ds)
+        out = _voi_to_unit(values, ds, counts)
     except Exception as exc:  # malformed LUT or window elements
         raise DataError(f"invalid modality/VOI LUT ({_one_line(exc)})", where=str(path)) from None
     if photometric == "MONOCHROME1":
         # MONOCHROME1 stores air as the highest value; the canonical image keeps air dark.
         out = 1.0 - out
     return _finish(out)
+
+
+def _needs_percentile(ds: pydicom.Dataset) -> bool:
+    seq = ds.get("VOILUTSequence")
+    return not (seq and "LUTData" in seq[0] and "LUTDescriptor" in seq[0]) and _first_window(ds) is None
 
 
 def _canonical_colour_dicom(ds: pydicom.Dataset, arr: np.ndarray, photometric: str,
@@ -191,15 +214,16 @@ def _canonical_colour_dicom(ds: pydicom.Dataset, arr: np.ndarray, photometric: s
     return _finish(_luma(arr) / (2.0**bits - 1.0))
 
 
-def _voi_to_unit(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
-    """Map modality values to [0, 1]: VOI LUT, else window, else a robust percentile window."""
+def _voi_to_unit(values: np.ndarray, ds: pydicom.Dataset, counts: np.ndarray | None = None) -> np.ndarray:
+    """Map modality values to [0, 1]: VOI LUT, else window, else a robust percentile window.
+    With `counts`, `values` is a table of grey values and counts[i] the pixels holding values[i]."""
     seq = ds.get("VOILUTSequence")
     if seq and "LUTData" in seq[0] and "LUTDescriptor" in seq[0]:
         return _apply_voi_lut_sequence(values, ds)
     window = _first_window(ds)
     if window is not None:
         return _apply_window(values, *window)
-    return _percentile_window(values)
+    return _percentile_window(values, counts)
 
 
 def _apply_voi_lut_sequence(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
@@ -249,11 +273,16 @@ def _apply_window(values: np.ndarray, center: float, width: float, function: str
     return np.clip((values - (center - 0.5)) / (width - 1.0) + 0.5, 0.0, 1.0)
 
 
-def _percentile_window(values: np.ndarray) -> np.ndarray:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
+def _percentile_window(values: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    if counts is None:
+        finite = values[np.isfinite(values)]
+        bounds = np.percentile(finite, PERCENTILE_WINDOW) if finite.size else None
+    else:
+        finite = values[(counts > 0) & np.isfinite(values)]
+        bounds = weighted_percentiles(values, counts, PERCENTILE_WINDOW)
+    if bounds is None:
         return np.zeros_like(values)
-    lo, hi = np.percentile(finite, PERCENTILE_WINDOW)
+    lo, hi = bounds
     if hi <= lo:
         lo, hi = float(finite.min()), float(finite.max())
     if hi <= lo:
@@ -265,7 +294,9 @@ def _open_pillow(path: Path) -> tuple[Image.Image, str | None]:
     """Open and fully decode, so truncation shows up here; also return the file format,
     which the EXIF-rotated copy no longer knows."""
     try:
-        img = Image.open(path)
+        img = _open_within_limit(path)
+    except DataError:
+        raise
     except Exception:
         reason = "not a readable image (neither DICOM nor a format Pillow recognises)"
         if path.suffix.lower() in DICOM_SUFFIXES:
@@ -284,6 +315,32 @@ def _open_pillow(path: Path) -> tuple[Image.Image, str | None]:
     if transposed is not img:
         img.close()
     return transposed, fmt
+
+
+def _open_within_limit(path: Path) -> Image.Image:
+    """Image.open reads only the header; check its size against our limit before any decoding.
+
+    Pillow's own guard warns above Image.MAX_IMAGE_PIXELS and raises above twice that; ours gives
+    the same default one clear error, and a limit raised with CXRBENCH_MAX_PIXELS lifts Pillow's."""
+    limit = max_pixels()
+    if Image.MAX_IMAGE_PIXELS is not None and limit > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = limit  # the user asked for more; ours is the check that counts
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        count = int(found.group(1)) if found else limit + 1
+        check_pixel_count(count, "", path)
+        raise  # unreachable unless Pillow's limit is below ours
+    w, h = img.size
+    try:
+        check_pixel_count(w * h, f"{w:,} x {h:,}", path)
+    except DataError:
+        img.close()
+        raise
+    return img
 
 
 def _canonical_pillow(img: Image.Image, path: Path) -> np.ndarray:
