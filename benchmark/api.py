@@ -467,3 +467,21 @@ def audit(data: str, against: str | None = None, *, out: Path = Path("audit"), c
                             progress=progress)
     report.paths = write_audit(report, Path(out))
     return report
+
+
+def card_init(checkpoint: Path, *, architecture: str | None = None, classes: list[str] | None = None,
+              force: bool = False):
+    """Write a card skeleton beside a checkpoint from what its bytes reveal; returns a
+    benchmark.models.card_init.CardDraft (path, card, fields to fill in, fields to check)."""
+    from benchmark.models.card_init import init_card
+
+    return init_card(Path(checkpoint), architecture=architecture, classes=classes, force=force)
+
+
+def card_check(model: str, *, trust_code: bool = False, device: str | None = None):
+    """Load a model, push synth images through the harness's preprocessing and check its card;
+    returns a benchmark.models.card_check.CardCheck (`.usable`, `.rows`)."""
+    from benchmark.forward import pick_device
+    from benchmark.models.card_check import check_card
+
+    return check_card(model, trust_code=trust_code, device=pick_device(device))

@@ -210,6 +210,58 @@ def train_cmd(
         print_train_summary(out, outcome)
 
 
+card_app = typer.Typer(help="Write and check model cards.", no_args_is_help=True)
+app.add_typer(card_app, name="card")
+
+
+@card_app.command("init")
+def card_init_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint file or timm folder."),
+    architecture: Optional[str] = typer.Option(None, "--architecture", help="timm:NAME (default: guessed among common backbones)."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="Comma-separated class names in output order."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing card."),
+) -> None:
+    """Write a card skeleton from what the checkpoint reveals; lists what you must still fill in."""
+    from benchmark import api
+    from benchmark.textsafe import terminal_safe
+
+    names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
+    draft = api.card_init(checkpoint, architecture=architecture, classes=names, force=force)
+    out.print(f"wrote {terminal_safe(str(draft.path))}", markup=False, highlight=False)
+    for note in draft.notes:
+        out.print(f"  {terminal_safe(note)}", markup=False, highlight=False)
+    if draft.fill_in:
+        out.print(f"  fill in: {', '.join(draft.fill_in)} (then remove '_fill_in')", markup=False, highlight=False)
+    if draft.check:
+        out.print(f"  check: {', '.join(draft.check)} (assumed; then `cxrbench card check --model ...`)",
+                  markup=False, highlight=False)
+
+
+@card_app.command("check")
+def card_check_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="Checkpoint path or registered model name."),
+    trust_code: bool = typer.Option(False, "--trust-code", "--trust-pickle", help="Allow checkpoints that carry code."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 (default: auto)."),
+) -> None:
+    """Load the model, run a few synth images through the harness and check its card: exit 0 when usable."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from benchmark import api
+    from benchmark.errors import CardError
+    from benchmark.textsafe import terminal_safe
+
+    result = api.card_check(model, trust_code=trust_code, device=device)
+    table = Table(title=terminal_safe(f"card check: {result.model}"))
+    for col in ("check", "found", "status"):
+        table.add_column(col)
+    for row in result.rows:
+        table.add_row(Text(terminal_safe(row.check)), Text(terminal_safe(row.found)), row.status.upper())
+    out.print(table, markup=False, highlight=False)
+    if not result.usable:
+        raise CardError(f"not usable: {result.reason}", where=model)
+
+
 leaderboard_app = typer.Typer(help="Build the static leaderboard site.", no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 

@@ -33,3 +33,11 @@ class ModelOutputError(CxrbenchError):
 
 class RegistryError(CxrbenchError):
     """An unknown name in one of the registries."""
+
+
+class UserFacingWarning(UserWarning):
+    """A warning meant for the user: the CLI shows it as one line, even when it hides library chatter."""
+
+
+class ModelWarning(UserFacingWarning):
+    """A model that runs but looks wrong, e.g. the same output for every image."""

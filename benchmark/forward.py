@@ -17,6 +17,7 @@ from torch.utils.data import Dataset as TorchDataset
 from benchmark.data.dataset import Dataset
 from benchmark.embeddings import EMBEDDING_VIEW
 from benchmark.errors import CxrbenchError, DataError
+from benchmark.models.output_checks import warn_if_constant
 from benchmark.progress import advance_bar, progress_bar
 from benchmark.views import BatchContext, parse_view
 
@@ -111,6 +112,7 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
                         pin_memory=model.device.type == "cuda", persistent_workers=False)
     ids = dataset.table["image_id"].to_numpy()
     bar = progress_bar(progress, len(missing), f"{model.card.name} on {dataset.name}")
+    checked_outputs = False
     try:
         for rows, images, masks, boxes, errors in loader:
             bad = [e for e in errors if e]
@@ -138,6 +140,9 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
                         # A view may answer with something other than probabilities (benchmark.embeddings).
                         probs = view.answer(model, x) if hasattr(view, "answer") else model.predict(x)
                 entries[spec].write_chunk(rows_np[need], np.asarray(probs)[need])
+                if spec == "clean" and not checked_outputs and need.sum() >= 2:
+                    checked_outputs = True  # first batch only: the check costs nothing after that
+                    warn_if_constant(model.card.name, np.asarray(probs)[need])
                 if spec != EMBEDDING_VIEW:  # forward_images counts predictions, as a run reports them
                     stats.forward_images += int(need.sum())
             advance_bar(bar, len(rows_np))

@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import warnings
 
+from benchmark.errors import UserFacingWarning
+
 ADAPTERS = ("siim", "covidx", "covidqu", "bimcv", "ricord")
 
 
-class DataWarning(UserWarning):
+class DataWarning(UserFacingWarning):
     """Rows or files an adapter skipped (or kept with a caveat); the message names the list's file."""
 
 
 def show_data_warnings() -> None:
-    """Let DataWarnings through a blanket `warnings.simplefilter("ignore")` (the CLI's), one line each."""
-    warnings.filterwarnings("always", category=DataWarning)
+    """Let warnings meant for the user (DataWarning, ModelWarning) through a blanket
+    `warnings.simplefilter("ignore")` (the CLI's), one line each."""
+    warnings.filterwarnings("always", category=UserFacingWarning)
     previous = warnings.formatwarning
     if getattr(previous, "cxrbench", False):
         return
 
     def one_line(message, category, filename, lineno, line=None):
-        if isinstance(category, type) and issubclass(category, DataWarning):
+        if isinstance(category, type) and issubclass(category, UserFacingWarning):
             return f"warning: {message}\n"
         return previous(message, category, filename, lineno, line)
 
