@@ -112,8 +112,9 @@ def _verify(run_dir: Path, tol: float) -> VerifyReport:
         fn = _suite_fn(name, predictions, run_dir)
         try:
             body = json_safe(fn(predictions, manifest, config).to_json())
-        except CxrbenchError as exc:
-            raise _Unverifiable(f"recomputing suite {name!r} failed: {exc}", where=str(run_dir)) from exc
+        except Exception as exc:  # noqa: BLE001 - a hostile configuration may break a suite any way it likes
+            raise _Unverifiable(f"recomputing suite {name!r} failed: {type(exc).__name__}: {exc}",
+                                where=str(run_dir)) from exc
         recorded = result["suites"][name]
         checked += len(recorded.get("metrics", {}))
         diffs += _compare_metrics(name, recorded.get("metrics", {}), body["metrics"], tol)

@@ -73,6 +73,8 @@ def test_an_edited_verdict_table_is_named(run_dir, tmp_path, capsys):
      "metric code version '1'"),
     (lambda run: edit(run, lambda r: r["suites"].__setitem__("mystery", {"metrics": {}})),
      "suite 'mystery' is not installed"),
+    (lambda run: edit(run, lambda r: r["provenance"]["request"].__setitem__("options", [["n_bins", "many"]])),
+     "recomputing suite 'calibration' failed"),
 ])
 def test_what_cannot_be_recomputed_exits_2(run_dir, tmp_path, capsys, damage, message):
     run = copy_run(run_dir, tmp_path)
