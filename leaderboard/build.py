@@ -172,7 +172,8 @@ def build_site(paths: list[str | Path], out_dir: str | Path, *, rank_by: str = "
             entries = [e for e in entries if checks[e.slug].status == "verified"]
     if not entries:
         first = f"; first problem: {skipped[0]}" if skipped else ""
-        raise CxrbenchError(f"no valid result file among the {len(paths)} path(s) given{first}", where="leaderboard")
+        what = "verified entry" if require_verified else "valid result file"
+        raise CxrbenchError(f"no {what} among the {len(paths)} path(s) given{first}", where="leaderboard")
     site = Path(out_dir)
     for sub in ("assets", "entries", "compare"):
         (site / sub).mkdir(parents=True, exist_ok=True)
