@@ -54,7 +54,8 @@ def verdict_panel(v: Verdict, *, title: str, subtitle: str) -> str:
 
 
 PANEL_CSS = """header.verdict{border:2px solid #d0d7de;border-radius:8px;padding:.8em 1.2em;margin-bottom:1.5em}
-header.verdict.fail{border-color:#cf222e}header.verdict.pass{border-color:#1a7f37}header.verdict.unusable{border-color:#bf8700}
+header.verdict.fail{border-color:#cf222e}header.verdict.pass{border-color:#1a7f37}
+header.verdict.unusable{border-color:#bf8700}
 header.verdict h1{margin:.1em 0;font-size:1.5em}.sub{color:#57606a;margin:.1em 0 .6em}
 .overall{font-size:1.2em;font-weight:700;margin:.3em 0}.overall.fail{color:#cf222e}.overall.pass{color:#1a7f37}
 .overall.unusable{color:#9a6700}table.checks td,table.checks th{padding:.2em .5em}

@@ -111,7 +111,8 @@ def _shortcut(result: dict[str, Any]) -> tuple[str, str] | None:
 
 def _headlines(result: dict[str, Any]) -> tuple[Headline, ...]:
     out = []
-    for label, address in (("Macro-F1 (all images)", "subtype.macro_f1"), ("Calibration error (ECE)", "calibration.ece")):
+    for label, address in (("Macro-F1 (all images)", "subtype.macro_f1"),
+                           ("Calibration error (ECE)", "calibration.ece")):
         m = _metric(result, address)
         if m is not None:
             out.append(Headline(label, address, m.get("value"), _ci(m)))
@@ -140,7 +141,8 @@ def _worst_group(result: dict[str, Any], worst_name: str) -> str | None:
     for row in rows:
         if not isinstance(row, dict):
             continue
-        v = (row.get("balanced_accuracy") or {}).get("value") if isinstance(row.get("balanced_accuracy"), dict) else None
+        cell = row.get("balanced_accuracy")
+        v = cell.get("value") if isinstance(cell, dict) else None
         if isinstance(v, int | float) and math.isclose(v, target, abs_tol=1e-12):
             key = next((k for k in row if k not in ("images", "patients") and not isinstance(row[k], dict)), None)
             return None if key is None else str(row[key])

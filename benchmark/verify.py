@@ -65,7 +65,8 @@ class VerifyReport:
 
     @classmethod
     def from_json(cls, run_dir: Path, data: dict[str, Any]) -> VerifyReport:
-        diffs = tuple(Difference(d["name"], d.get("recorded"), d.get("recomputed")) for d in data.get("differences", []))
+        diffs = tuple(Difference(d["name"], d.get("recorded"), d.get("recomputed"))
+                      for d in data.get("differences", []))
         return cls(Path(run_dir), data["status"], data["detail"], diffs, int(data.get("metrics_checked", 0)),
                    tuple(data.get("suites", ())))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -86,8 +87,9 @@ def test_panel_is_first_and_names_the_checks_the_gate_fails(run):
     html = (run.run_dir / "report.html").read_text()
     assert html[html.index("<body>"):].startswith("<body><header id=verdict class='verdict fail'>")
     panel = panel_of(html)
-    shown = {m for m in failed if f"<tr class='check fail'><td><span class='mark fail'>FAIL</span></td><td title=" in panel
-             and f"<code>{m}</code>" in panel}
+    row = "<tr class='check fail'><td><span class='mark fail'>FAIL</span></td><td title='{}'><code>{}</code>"
+    reasons = {r.check.metric: r.check.reason for r in gate.results}
+    shown = {m for m in failed if row.format(escape(reasons[m], quote=True), m) in panel}
     assert shown == failed
     assert panel.count("class='check fail'") == len(failed)
     assert panel.count("class='check pass'") == len(gate.results) - len(failed)

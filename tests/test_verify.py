@@ -60,7 +60,8 @@ def test_one_edited_metric_is_named_and_exits_1(run_dir, tmp_path, capsys):
 
 def test_an_edited_verdict_table_is_named(run_dir, tmp_path, capsys):
     run = copy_run(run_dir, tmp_path)
-    edit(run, lambda res: res["suites"]["subtype"]["tables"]["confusion_matrix"]["rows_true_cols_pred"][0].__setitem__(0, 99))
+    edit(run, lambda res: res["suites"]["subtype"]["tables"]["confusion_matrix"]["rows_true_cols_pred"][0]
+         .__setitem__(0, 99))
     code, _, err = cli(capsys, "verify", str(run))
     assert code == 1 and "0 of " in err and "subtype.tables" in err
 
