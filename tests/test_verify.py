@@ -82,3 +82,21 @@ def test_what_cannot_be_recomputed_exits_2(run_dir, tmp_path, capsys, damage, me
     damage(run)
     code, _, err = cli(capsys, "verify", str(run))
     assert code == 2 and err.startswith("CANNOT VERIFY: ") and message in err, err
+
+
+def test_recorded_grouping_and_options_are_used(run_dir, tmp_path, capsys):
+    """Scored from the predictions file again, grouped by a manifest column that the predictions lack and
+    with a suite option: verify must take both from provenance (and the column from manifest.parquet)."""
+    from benchmark import api
+
+    data = json.loads((run_dir / "result.json").read_text())["provenance"]["request"]["data"]
+    run = api.run(api.RunRequest(predictions=run_dir / "predictions.parquet", data=data, out=tmp_path,
+                                 suites=("calibration", "cross_site"), group_by="split", bootstrap=50,
+                                 options=(("n_bins", "10"),), progress=False)).run_dir
+    metrics = json.loads((run / "result.json").read_text())["suites"]["cross_site"]["metrics"]
+    assert "worst_split_balanced_accuracy" in metrics
+    code, out, err = cli(capsys, "verify", str(run))
+    assert code == 0 and out.startswith("VERIFIED: "), err
+    edit(run, lambda r: r["provenance"]["request"].__setitem__("options", []))  # 15 bins instead of 10
+    code, _, err = cli(capsys, "verify", str(run))
+    assert code == 1 and "calibration.ece: recorded" in err
