@@ -91,13 +91,19 @@ class _Figures:
             return ""
         if fig.get("type") == "images":
             return _images(fig)
+        from benchmark.figure_filter import safe_figure
+
+        fig = safe_figure(fig)  # allow-listed parts only: no URL from a result file reaches the page
         div = f"fig-{len(self.items)}"
-        layout = dict(fig.get("layout")) if isinstance(fig.get("layout"), dict) else {}
+        layout = dict(fig["layout"])
         if in_grid:  # the cell decides the width
             layout.pop("width", None)
-            layout.update(autosize=True, height=min(int(layout.get("height") or 380), 380),
+            height = layout.get("height")
+            if not (isinstance(height, int | float) and not isinstance(height, bool) and height >= 100):
+                height = 380
+            layout.update(autosize=True, height=min(height, 380),
                           margin={"l": 90, "r": 20, "t": 50, "b": 60})
-        data = fig.get("data") if isinstance(fig.get("data"), list) else []
+        data = fig["data"]
         self.items[div] = {"data": data, "layout": layout, "grid": in_grid}
         return f"<div class=fig id='{div}'></div>"
 

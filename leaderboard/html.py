@@ -112,10 +112,11 @@ class Figures:
     def add(self, fig: Any, *, caption: str = "") -> str:
         if not isinstance(fig, dict):
             return ""
+        from benchmark.figure_filter import safe_figure  # no URL from a result file reaches the page
+
         div = f"fig-{len(self.items)}"
-        data = fig.get("data") if isinstance(fig.get("data"), list) else []
-        layout = fig.get("layout") if isinstance(fig.get("layout"), dict) else {}
-        self.items.append({"div": div, "data": finite(data), "layout": finite(layout)})
+        fig = safe_figure(fig)
+        self.items.append({"div": div, "data": finite(fig["data"]), "layout": finite(fig["layout"])})
         cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
         return f"<figure><div class=plot id='{div}'></div>{cap}</figure>"
 
