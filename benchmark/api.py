@@ -42,6 +42,7 @@ class RunRequest:
     executor: str = "local"           # local | ray
     address: str | None = None        # Ray cluster address (None: a local Ray instance)
     shards: int | None = None         # row slices per view for the Ray executor (None: one per slot)
+    strict_paths: bool = False        # refuse manifest paths that are absolute or climb out with ../
     shared_plotly: bool = False       # report.html loads plotly.js from `out`/plotly.min.js, written once
 
 
@@ -93,6 +94,7 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
     _check_distribution(req)
 
     embed = any(suite_needs_embeddings(s) for s in suites)  # clean-image features (benchmark.embeddings)
+    _check_writable(req)  # before any forward pass, not after an hour of them
     if req.shard is not None:
         return _run_shard(req, views, embed=embed)
     if req.predictions is not None:
@@ -162,6 +164,18 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
     return RunOutcome(run_dir, result, forward_images=fwd, cached_views=cached)
 
 
+def _check_writable(req: RunRequest) -> None:
+    from benchmark.preflight import ensure_writable
+    from benchmark.store import default_cache_dir
+
+    cache = Path(req.cache_dir or default_cache_dir())
+    ensure_writable(cache, option="--cache-dir (or CXRBENCH_CACHE)")
+    if (cache / "predictions").is_dir():
+        ensure_writable(cache / "predictions", option="--cache-dir (or CXRBENCH_CACHE)")
+    if req.shard is None:
+        ensure_writable(Path(req.out), option="--out")
+
+
 def _check_distribution(req: RunRequest) -> None:
     if req.executor not in EXECUTORS:
         raise CxrbenchError(f"unknown executor {req.executor!r}; choose from {', '.join(EXECUTORS)}",
@@ -189,6 +203,10 @@ def model_and_data(req: RunRequest):
     if req.workers < 0:
         raise CxrbenchError("must be 0 or more", where="--workers")
     dataset = resolve_dataset(req.data)
+    if req.strict_paths:
+        from benchmark.data.manifest import check_paths_inside
+
+        check_paths_inside(dataset.manifest)
     model = resolve_model(req.model, trust_code=req.trust_code)
     dataset = use_prepared(dataset, model.card.input, (req.cache_dir or default_cache_dir()) / "prepared")
     return dataset, model, PredictionStore((req.cache_dir or default_cache_dir()) / "predictions")

@@ -42,6 +42,7 @@ def run_cmd(
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: start a local Ray instance)."),
     shards: Optional[int] = typer.Option(None, "--shards", help="Ray executor: row slices per view (default: one per task slot)."),
     shared_plotly: bool = typer.Option(False, "--shared-plotly", help="report.html loads plotly.js from one copy in --out instead of inlining it."),
+    strict_paths: bool = typer.Option(False, "--strict-paths", help="Refuse manifest paths that are absolute or climb out of its folder with ../."),
 ) -> None:
     """Evaluate a model on a dataset and write result.json, predictions.parquet and report.html."""
     from benchmark import api
@@ -52,7 +53,7 @@ def run_cmd(
         out=out_dir, device=device, batch_size=batch_size, workers=workers, seed=seed, bootstrap=bootstrap,
         ci_method=ci_method, predictions=predictions, trust_code=trust_code, cache_dir=cache_dir,
         progress=sys.stderr.isatty(), group_by=group_by, options=api.parse_options(option), shard=shard,
-        executor=executor, address=address, shards=shards, shared_plotly=shared_plotly,
+        executor=executor, address=address, shards=shards, shared_plotly=shared_plotly, strict_paths=strict_paths,
     )
     outcome = api.run(req)
     print_summary(out, outcome)
@@ -227,14 +228,12 @@ def card_init_cmd(
 
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     draft = api.card_init(checkpoint, architecture=architecture, classes=names, force=force)
-    out.print(f"wrote {terminal_safe(str(draft.path))}", markup=False, highlight=False)
-    for note in draft.notes:
-        out.print(f"  {terminal_safe(note)}", markup=False, highlight=False)
+    lines = [f"wrote {draft.path}", *(f"  {note}" for note in draft.notes)]
     if draft.fill_in:
-        out.print(f"  fill in: {', '.join(draft.fill_in)} (then remove '_fill_in')", markup=False, highlight=False)
+        lines.append(f"  fill in: {', '.join(draft.fill_in)} (then remove '_fill_in')")
     if draft.check:
-        out.print(f"  check: {', '.join(draft.check)} (assumed; then `cxrbench card check --model ...`)",
-                  markup=False, highlight=False)
+        lines.append(f"  check: {', '.join(draft.check)} (assumed; then `cxrbench card check --model ...`)")
+    out.print(terminal_safe("\n".join(lines), keep_newlines=True), markup=False, highlight=False)
 
 
 @card_app.command("check")

@@ -6,6 +6,7 @@ prediction store lacks something.
 """
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Sequence
 
@@ -16,7 +17,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from benchmark.data.dataset import Dataset
 from benchmark.embeddings import EMBEDDING_VIEW
-from benchmark.errors import CxrbenchError, DataError
+from benchmark.errors import CxrbenchError, DataError, ModelOutputError
 from benchmark.models.output_checks import warn_if_constant
 from benchmark.progress import advance_bar, progress_bar
 from benchmark.views import BatchContext, parse_view
@@ -82,9 +83,10 @@ class _Prepared(TorchDataset):
                 boxes[: len(b)] = b
             return i, out, mask, boxes, ""
         except CxrbenchError as exc:
-            return self._failed(i, f"row {i + 2}: {exc}")
+            return self._failed(i, f"row {self.dataset.manifest.line(i)}: {exc}")
         except Exception as exc:  # a decoder bug must still name its row
-            return self._failed(i, f"row {i + 2}: cannot decode image ({type(exc).__name__}: {exc})")
+            return self._failed(i, f"row {self.dataset.manifest.line(i)}: cannot decode image "
+                                   f"({type(exc).__name__}: {exc})")
 
     def _failed(self, i: int, message: str):
         h, w = self.size
@@ -127,7 +129,10 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
                 boxes=[b[~b.isnan().any(dim=1)].to(model.device) for b in boxes] if with_boxes else [],
             )
             needs = {spec: ~done[spec][rows_np] for spec, _ in views}
-            answers = fusion.answers(model, images, needs)
+            try:
+                answers = fusion.answers(model, images, needs)
+            except ModelOutputError as exc:
+                raise _traced(exc, dataset, rows_np) from exc
             for spec, view in views:
                 need = needs[spec]
                 if not need.any():
@@ -135,10 +140,13 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
                 if spec in answers:
                     probs = answers[spec]
                 else:
-                    with _autocast(model.device):
-                        x = view.apply(images, ctx)
-                        # A view may answer with something other than probabilities (benchmark.embeddings).
-                        probs = view.answer(model, x) if hasattr(view, "answer") else model.predict(x)
+                    try:
+                        with _autocast(model.device):
+                            x = view.apply(images, ctx)
+                            # A view may answer with something other than probabilities (benchmark.embeddings).
+                            probs = view.answer(model, x) if hasattr(view, "answer") else model.predict(x)
+                    except ModelOutputError as exc:
+                        raise _traced(exc, dataset, rows_np, spec) from exc
                 entries[spec].write_chunk(rows_np[need], np.asarray(probs)[need])
                 if spec == "clean" and not checked_outputs and need.sum() >= 2:
                     checked_outputs = True  # first batch only: the check costs nothing after that
@@ -180,8 +188,24 @@ class _Fusion:
 
 
 def _where(dataset: Dataset) -> str:
-    root = dataset.manifest.root
-    return str(root / "manifest.csv") if root else dataset.name
+    """The manifest file as given (whatever its name), or the dataset's folder or name."""
+    return dataset.manifest.where
+
+
+_BATCH_ROW = re.compile(r"\((?:row|rows) (\d+)")
+
+
+def _traced(exc: ModelOutputError, dataset: Dataset, rows: np.ndarray, view: str = "clean") -> ModelOutputError:
+    """A model error about row k of a batch, retold about the manifest row and image file it came from
+    (the batch is the loader's, so its row numbers mean nothing to the user)."""
+    found = _BATCH_ROW.search(str(exc))
+    if found is None or exc.where is not None or int(found.group(1)) >= len(rows):
+        return exc
+    i = int(rows[int(found.group(1))])
+    manifest = dataset.manifest
+    image = manifest.table["path"].iat[i]
+    on_view = "" if view == "clean" else f" (view {view})"
+    return ModelOutputError(f"row {manifest.line(i)} (image {image}){on_view}: {exc}", where=_where(dataset))
 
 
 def _autocast(device: torch.device):

@@ -5,8 +5,10 @@ manifest has none) because predictions, caches and paired comparisons are keyed 
 """
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,9 +31,22 @@ class Manifest:
     root: Path | None
     sha256: str
     explicit: frozenset[str] = frozenset()  # optional columns the data really had
+    source: Path | None = None              # the manifest file itself, when there is one
+    lines: tuple[int, ...] | None = None    # the file's line number of each row (blank lines skipped)
 
     def __len__(self) -> int:
         return len(self.table)
+
+    def line(self, i: int) -> int:
+        """Row i's line in the manifest file (the header is line 1), for error messages."""
+        return self.lines[i] if self.lines is not None and i < len(self.lines) else i + 2
+
+    @property
+    def where(self) -> str:
+        """The file errors about rows should name."""
+        if self.source is not None:
+            return str(self.source)
+        return str(self.root) if self.root is not None else self.name
 
     @property
     def has_patients(self) -> bool:
@@ -108,7 +123,23 @@ def load_manifest_csv(path: str | Path, *, name: str | None = None) -> Manifest:
         raise DataError(f"not a readable CSV manifest ({str(exc).splitlines()[0]})", where=str(path)) from exc
     table, explicit = validate_table(raw, where=str(path))
     return Manifest(name=name or path.parent.name or path.stem, table=table, root=path.parent.resolve(),
-                    sha256=table_sha256(table), explicit=explicit)
+                    sha256=table_sha256(table), explicit=explicit, source=path, lines=_record_lines(path, len(table)))
+
+
+def _record_lines(path: Path, n: int) -> tuple[int, ...] | None:
+    """The first line of each data record, as pandas reads them (blank lines skipped, quoted newlines
+    kept inside their record); None when the count does not match, and errors fall back to row + 2."""
+    try:
+        with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+            reader = csv.reader(fh)
+            starts, line = [], 1
+            for record in reader:
+                if record and any(field.strip() for field in record):
+                    starts.append(line)
+                line = reader.line_num + 1
+    except (OSError, csv.Error):
+        return None
+    return tuple(starts[1:]) if len(starts) == n + 1 else None
 
 
 def patient_labels(table: pd.DataFrame) -> pd.Series:
@@ -120,6 +151,30 @@ def patient_labels(table: pd.DataFrame) -> pd.Series:
     counts["rank"] = counts["label"].map(order)
     counts = counts.sort_values(["patient_id", "n", "rank"], ascending=[True, False, True])
     return counts.drop_duplicates("patient_id").set_index("patient_id")["label"]
+
+
+def outside_path(value: str) -> str | None:
+    """Why a manifest path leaves the manifest's folder (absolute, or climbing out with `..`), or None.
+    Judged on the text, as written: a symlink inside the folder is the folder owner's choice."""
+    if os.path.isabs(value) or Path(value).is_absolute():
+        return "is absolute"
+    if os.path.normpath(value).split(os.sep)[0] == "..":
+        return "climbs out of the manifest's folder with '..'"
+    return None
+
+
+def check_paths_inside(manifest: Manifest) -> None:
+    """--strict-paths: every image and mask path stays inside the manifest's folder."""
+    for col in ("path", "lung_mask"):
+        if col not in manifest.table.columns:
+            continue
+        for i, value in enumerate(manifest.table[col]):
+            if not isinstance(value, str) or not value:
+                continue
+            why = outside_path(value)
+            if why is not None:
+                raise DataError(f"row {manifest.line(i)}: {col} {value!r} {why}; --strict-paths refuses paths "
+                                "outside the manifest's folder", where=manifest.where)
 
 
 def resolve_path(manifest: Manifest, value: str) -> Path:
