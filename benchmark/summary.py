@@ -41,7 +41,7 @@ def print_summary(console: Console, outcome) -> None:
     if bs.get("ci_reliable") is False:  # benchmark.result_rules: too few units for a meaningful CI
         console.print(f"[bold yellow]warning:[/] the 95% CIs rest on {bs.get('units')} {escape(str(bs.get('unit')))}s, "
                       f"fewer than {bs.get('min_units')}: they are unreliable, and a gate on a CI bound "
-                      "refuses this run", highlight=False)
+                      "refuses this run", highlight=False, soft_wrap=True)
     for suite, body in result["suites"].items():
         names = HEADLINES.get(suite) or tuple(body["metrics"])[:12]
         table = Table(title=f"{suite}  (95% CI, {bs['method']} bootstrap over {bs['unit']}s, B={bs['n_resamples']})")
