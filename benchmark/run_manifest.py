@@ -26,13 +26,19 @@ def suite_columns(manifest: pd.DataFrame, group_by: str) -> list[str]:
     return [c for c in dict.fromkeys(wanted) if c in manifest.columns and c not in PATH_COLUMNS]
 
 
-def write_run_manifest(run_dir: Path, manifest: pd.DataFrame, group_by: str = "site") -> Path:
+def write_run_manifest(run_dir: Path, manifest: pd.DataFrame, group_by: str = "site") -> Path | None:
+    """manifest.parquet, or None when a column cannot be stored as it is (converting it could change
+    what a recomputation sees, so `verify` then says it cannot verify rather than guess)."""
     path = Path(run_dir) / FILE_NAME
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     frame = manifest[suite_columns(manifest, group_by)].reset_index(drop=True)
     if "boxes" in frame.columns:  # suites count only JSON text here; anything else reads as absent
         frame["boxes"] = frame["boxes"].map(lambda v: v if isinstance(v, str) else None).astype(object)
-    frame.to_parquet(tmp, index=False)
+    try:
+        frame.to_parquet(tmp, index=False)
+    except Exception:  # noqa: BLE001 - a column parquet cannot hold (mixed types): the run goes on unverifiable
+        tmp.unlink(missing_ok=True)
+        return None
     os.replace(tmp, path)
     return path
 
