@@ -281,13 +281,14 @@ def leaderboard_build_cmd(
 ) -> None:
     """Write a static leaderboard that opens from disk (no server, no network)."""
     from benchmark import api
+    from benchmark.textsafe import terminal_safe  # skipped files are named by what is in them
 
     outcome = api.leaderboard(run_dirs, out_dir, rank_by=rank_by, correction=correction, bootstrap=bootstrap, seed=seed,
                               verify=verify, require_verified=require_verified, jobs=jobs, cache_dir=cache_dir)
     for line in outcome.skipped:
-        err.print(f"skipped {line}", markup=False, highlight=False, soft_wrap=True)
+        err.print(terminal_safe(f"skipped {line}"), markup=False, highlight=False, soft_wrap=True)
     for line in outcome.notes:
-        err.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
+        err.print(terminal_safe(f"note: {line}"), markup=False, highlight=False, soft_wrap=True)
     out.print(f"wrote {outcome.site_dir / 'index.html'}: {len(outcome.entries)} entries, {len(outcome.pages)} pages",
               markup=False, highlight=False)
 
