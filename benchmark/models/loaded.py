@@ -10,6 +10,7 @@ import torch
 from benchmark.errors import ModelOutputError
 from benchmark.labels import CLASSES
 from benchmark.models.card import ModelCard, load_card, model_fingerprint, preprocessing_key
+from benchmark.models.digest import weights_digest
 from benchmark.models.loaders import ModuleLike, load_module
 
 # How far a row of a "probabilities" output may stray from summing to 1 (float16 models included).
@@ -194,8 +195,6 @@ class LoadedModel:
 def load_model_file(path: str | Path, *, trust_code: bool = False,
                     device: str | torch.device = "cpu") -> LoadedModel:
     """A checkpoint file, folder or card path -> a LoadedModel; errors name the file and field."""
-    from benchmark.models.resolve import weights_digest
-
     card, weights = load_card(Path(path))
     digest = weights_digest(weights, card)
     notes: dict[str, Any] = {}

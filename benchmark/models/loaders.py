@@ -24,6 +24,7 @@ from benchmark.models.loaders_sniff import (
     pickle_globals_of_file, pt2_unsafe_reason, sniff_format,
 )
 from benchmark.models.state_dicts import match_keys, read_state_dict_file, unwrap
+from benchmark.models.timm_folder import TIMM_ARGS
 
 ModuleLike = Callable[[torch.Tensor], Any]
 # Builds an untrained module from the part of `architecture` after "prefix:".
@@ -40,12 +41,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------- architectures
-
-
-# Keyword arguments a card may pass to timm.create_model. A fixed list because others, such as
-# checkpoint_path or pretrained_cfg, would make timm read (and unpickle) files the card names.
-TIMM_ARGS: frozenset[str] = frozenset({"img_size", "patch_size", "global_pool", "drop_rate",
-                                       "drop_path_rate"})
 
 
 def _timm_kwargs(card: ModelCard) -> dict[str, Any]:

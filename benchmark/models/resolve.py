@@ -12,6 +12,7 @@ from typing import Any
 
 from benchmark.errors import CheckpointError
 from benchmark.models.card import ModelCard, load_card, model_fingerprint, preprocessing_key
+from benchmark.models.digest import weights_digest
 from benchmark.registry import MODELS
 
 
@@ -39,23 +40,6 @@ class ModelRef:
         if self._loaded is None:
             self._loaded = self._load(device)
         return self._loaded
-
-
-def weights_digest(weights: Path, card: ModelCard | None = None) -> str:
-    """sha256 of everything the model reads: the weights file, and for ONNX its external data."""
-    from benchmark.hashing import sha256_file
-
-    digest = sha256_file(weights)
-    if (card is None or card.format == "onnx") and weights.suffix.lower() == ".onnx":
-        from benchmark.models.loaders_onnx import external_data_files
-
-        extra = external_data_files(weights)
-        if extra:
-            import hashlib
-
-            text = digest + "".join(f"\n{p.name}:{sha256_file(p)}" for p in extra)
-            digest = hashlib.sha256(text.encode()).hexdigest()
-    return digest
 
 
 def _file_ref(path: Path, *, trust_code: bool) -> ModelRef:

@@ -14,6 +14,10 @@ from typing import Any
 from benchmark.errors import CardError
 
 CONFIG = "config.json"
+# Keyword arguments a card may pass to timm.create_model. A fixed list because others, such as
+# checkpoint_path or pretrained_cfg, would make timm read (and unpickle) files the card names.
+TIMM_ARGS: frozenset[str] = frozenset({"img_size", "patch_size", "global_pool", "drop_rate",
+                                       "drop_path_rate"})
 # Weights file per card format, in the order preferred when timm wrote both.
 WEIGHTS = {"safetensors": "model.safetensors", "state_dict": "pytorch_model.bin"}
 
@@ -78,8 +82,6 @@ def card_from_config(folder: Path) -> dict[str, Any]:
         card["classes"] = labels
     # Only arguments a card may pass to timm.create_model travel; num_classes and in_chans come
     # from classes and input.channels.
-    from benchmark.models.loaders import TIMM_ARGS
-
     passed = {k: v for k, v in args.items() if k in TIMM_ARGS}
     if passed:
         card["architecture_args"] = passed
