@@ -44,11 +44,12 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
-    problems = validate_result(result)
+    safe = json_safe(result)  # NaN and inf become null (undefined) first, as the file will hold them
+    problems = validate_result(safe)
     if problems:
         raise CxrbenchError(f"refusing to write an invalid result: {problems[0]}", where=str(run_dir))
     path = run_dir / "result.json"
-    atomic_write_text(path, json.dumps(json_safe(result), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(safe, indent=2, allow_nan=False) + "\n")
     return path
 
 
@@ -79,12 +80,17 @@ def validate_result(data: Any) -> list[str]:
             if not isinstance(metric, dict) or "value" not in metric or "ci" not in metric:
                 problems.append(f"{where} needs 'value' and 'ci'")
                 continue
-            problems += metric_problems(where, str(name), metric)
+            problems += metric_problems(where, str(name), metric, ci_reliable=_ci_reliable(data))
     if not isinstance(data["provenance"], dict):
         problems.append("'provenance' is not an object")
     elif not problems:
         problems += units_problems(data)
     return problems
+
+
+def _ci_reliable(data: dict[str, Any]) -> bool:
+    bs = data["provenance"].get("bootstrap") if isinstance(data["provenance"], dict) else None
+    return not (isinstance(bs, dict) and bs.get("ci_reliable") is False)
 
 
 def read_result(path: str | Path) -> dict[str, Any]:
