@@ -82,7 +82,8 @@ def read_piece(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         return None
     except KeyError as exc:
         raise DamagedPiece(f"lacks the array {exc}") from exc
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, MemoryError) as exc:
+        # MemoryError: an array header declaring more than memory holds (numpy allocates before reading)
         raise DamagedPiece(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}") from exc
     if (probs.dtype != np.float64 or fp.dtype != np.int64 or rows.dtype != np.int64 or probs.ndim != 2
             or fp.ndim != 1 or rows.ndim != 1 or len(rows) != len(probs) or len(fp) != len(rows)):
