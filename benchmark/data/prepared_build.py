@@ -74,7 +74,7 @@ def prepare(dataset: Dataset, size: int, root: Path, *, workers: int = 0, progre
         rows["fp"][i] = fps[i]
         rows["done"][i] = not error
         if error:
-            failed.append(f"row {i + 2}: {error}")
+            failed.append(f"row {dataset.manifest.line(i)}: {error}")
             continue
         rows["hw"][i], rows["digest"][i], rows["has_mask"][i], rows["crc"][i] = hw, digest, has_mask, crc
     meta = {"version": PREPARED_VERSION, "decode": decode_settings(), "size": size, "n": n,
