@@ -170,7 +170,9 @@ class PreparedSource:
         self._usable[i] = False
         if not self._warned:
             self._warned = True
-            print(f"warning: {exc} (manifest row {i + 2}); damaged rows of this prepared store are decoded "
+            manifest = getattr(self.inner, "manifest", None)
+            line = manifest.line(i) if manifest is not None else i + 2
+            print(f"warning: {exc} (manifest row {line}); damaged rows of this prepared store are decoded "
                   "afresh from their files; run `cxrbench prepare` again to repair it", file=sys.stderr, flush=True)
 
     def image(self, i: int) -> np.ndarray:
