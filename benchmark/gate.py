@@ -307,6 +307,7 @@ def gate_table(report: GateReport) -> Any:
         table.add_column(col, justify=justify)
     for r in report.results:
         table.add_row(Text("pass", style="green") if r.passed else Text("FAIL", style="bold red"),
-                      Text(terminal_safe(r.check.metric)), BOUNDS[r.check.bound], f"{r.observed:.3f}", r.check.threshold,
+                      Text(terminal_safe(r.check.metric)), BOUNDS[r.check.bound], f"{r.observed:.3f}",
+                      r.check.threshold,
                       Text(f"{_f(r.value)} [{_f(r.ci[0])}, {_f(r.ci[1])}]"))
     return table

@@ -6,10 +6,8 @@ the same figure to Plotly unfiltered shows that they do see such a fetch."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from benchmark.figure_filter import safe_figure
