@@ -78,13 +78,16 @@ def print_verdict(console: Console, result: dict, run_dir=None) -> None:
         return
     style = {"pass": "bold green", "fail": "bold red", "unusable": "bold yellow"}[v.outcome]
     console.print(Text(f"verdict: {v.summary}", style=style))
-    for c in v.checks:
-        if c.status == "pass":
-            continue
+    for c in v.failed:
         text = (f"{c.compared} {_fmt(c.observed)}, required {c.required}; value {_fmt(c.value)} "
-                f"[{_fmt(c.ci[0])}, {_fmt(c.ci[1])}]" if c.status == "fail" else safe(c.problem))
-        console.print(Text.assemble(("  FAIL " if c.status == "fail" else "  unusable ", style),
-                                    f"{safe(c.metric)}: {text}"))
+                f"[{_fmt(c.ci[0])}, {_fmt(c.ci[1])}]")
+        console.print(Text.assemble(("  FAIL ", style), f"{safe(c.metric)}: {text}"))
+    # Checks unusable for one reason (e.g. too few patients for any CI) are said once, not per check.
+    reasons: dict[str, list[str]] = {}
+    for c in v.unusable:
+        reasons.setdefault(safe(c.problem).replace(safe(c.metric), "the metric"), []).append(safe(c.metric))
+    for reason, metrics in reasons.items():
+        console.print(Text.assemble(("  unusable ", style), f"{', '.join(metrics)}: {reason}"))
     passed = [safe(c.metric) for c in v.checks if c.status == "pass"]
     if passed:
         console.print(Text(f"  pass: {', '.join(passed)}"))
