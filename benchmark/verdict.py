@@ -187,8 +187,14 @@ def _constant_outputs(result: dict[str, Any], predictions: Any) -> str | None:
         clean = predictions[predictions["view"] == "clean"]
         probs = clean[list(PROB_COLUMNS)].to_numpy(dtype=np.float64)
         if len(probs) >= 2:
-            if float(probs.std(axis=0).max()) < 1e-6:
+            from benchmark.models.output_checks import CONSTANT_SPREAD, output_spread
+
+            spread = output_spread(probs)  # the measure `cxrbench card check` and the runner use
+            if spread < 1e-6:
                 return "Constant outputs: the model gives every image the same probabilities."
+            if spread < CONSTANT_SPREAD:
+                return (f"Nearly constant outputs: no class probability moves by more than {spread:.2g} "
+                        "across images (a wrong input normalisation looks like this).")
             top = np.bincount(probs.argmax(axis=1), minlength=len(CLASSES))
             if top.max() == len(probs):
                 return f"Constant-looking outputs: the model predicts {CLASSES[int(top.argmax())]} for every image."
