@@ -5,7 +5,7 @@ from typing import Any
 
 from torch import nn
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 
 # The multi-task network is rebuilt from its card through a fixed table of architectures
 # (benchmark/models/loaders.py: CXRBENCH_ARCHITECTURES), so its encoder is one of these.

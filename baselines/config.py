@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from baselines import BASELINES
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 
 FINETUNE_MODES = ("full", "linear")
 
@@ -95,7 +95,7 @@ def models_dir() -> Path:
     env = os.environ.get("CXRBENCH_MODELS")
     if env:
         return Path(env).expanduser()
-    from benchmark.store import default_cache_dir
+    from benchmark.execution.store import default_cache_dir
 
     return default_cache_dir() / "models"
 

@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from torch.utils.data import Dataset as TorchDataset
 
 from benchmark.data.dataset import Dataset, SynthSource
-from benchmark.errors import CxrbenchError, DataError
-from benchmark.labels import CLASSES
+from benchmark.core.errors import CxrbenchError, DataError
+from benchmark.core.labels import CLASSES
 
 SEG_CHANNELS: tuple[str, ...] = ("opacity", "lung")
 
@@ -60,18 +60,18 @@ class TrainRows:
 def select_rows(dataset: Dataset, *, leave_out_site: str | None, val_fraction: float, seed: int) -> TrainRows:
     """Train on split == train (val on split == val); without splits, hold out patients at random.
 
-    Rows marked test are never used. `leave_out_site` follows `cxrbench splits` (benchmark/splits.py):
+    Rows marked test are never used. `leave_out_site` follows `cxrbench splits` (benchmark/data/splits.py):
     the site's images are the test set, every patient seen there is removed from training, and the
     other sites' patients are dealt into train and val by site and label.
     """
     table = dataset.table
     if leave_out_site is not None:
-        from benchmark.splits import leave_one_site_out
+        from benchmark.data.splits import leave_one_site_out
 
         split = leave_one_site_out(table, leave_out_site, val_fraction=val_fraction, seed=seed, where=dataset.name)
         position = pd.Series(np.arange(len(table)), index=table["image_id"].to_numpy())
         train, val = (position.loc[split.tables[k]["image_id"].to_numpy()].to_numpy() for k in ("train", "val"))
-        rule = f"leave site {leave_out_site!r} out (benchmark.splits), {val_fraction:.0%} of patients to val"
+        rule = f"leave site {leave_out_site!r} out (benchmark.data.splits), {val_fraction:.0%} of patients to val"
         return TrainRows(dataset, np.sort(train), np.sort(val), leave_out_site,
                          len(table) - len(train) - len(val), rule)
     split = table["split"].astype("string").str.lower().to_numpy(dtype=object, na_value=None)

@@ -12,8 +12,8 @@ from torch import nn
 
 from baselines.augment import MEAN, STD
 from baselines.config import TrainConfig
-from benchmark.errors import CxrbenchError
-from benchmark.labels import CLASSES
+from benchmark.core.errors import CxrbenchError
+from benchmark.core.labels import CLASSES
 from benchmark.models.card import FOLDER_CARD, WEIGHT_SUFFIXES, parse_card
 
 WEIGHTS = "model.safetensors"

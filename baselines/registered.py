@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from baselines.config import models_dir, train_command
-from benchmark.errors import CheckpointError
+from benchmark.core.errors import CheckpointError
 
 LUNG_SEGMENTER = "multitask-lungs"
 
@@ -57,7 +57,7 @@ def lung_segmenter_version(folder: Path | None = None) -> str | None:
 def register_lung_segmenter(registry) -> None:
     """Offer the multitask network's lung channel as a segmenter, only when one has been trained.
 
-    benchmark/lungs.py uses the first registered segmenter for rows without a manifest lung mask; a
+    benchmark/data/lungs.py uses the first registered segmenter for rows without a manifest lung mask; a
     registration that could only fail (no checkpoint yet) would break every such run.
     """
     version = lung_segmenter_version()

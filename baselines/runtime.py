@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 
 
 @dataclass
@@ -118,7 +118,7 @@ def setup_runtime(*, device: str | None, amp: bool | None, channels_last: bool |
 
 
 def _single_device(requested: str | None) -> torch.device:
-    from benchmark.forward import pick_device
+    from benchmark.execution.forward import pick_device
 
     return pick_device(requested)
 

@@ -2,7 +2,7 @@
 
 Two ways in: `segment(batch [B,1,H,W] canonical) -> float probabilities [B,1,H,W]` for batches of any
 size, and calling the instance on one canonical image `[H, W] -> bool [H, W]` (the plugin contract of
-benchmark/lungs.py). Images are letterboxed into the network's input as in training, and the
+benchmark/data/lungs.py). Images are letterboxed into the network's input as in training, and the
 prediction is mapped back onto the original pixels.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from benchmark.errors import CheckpointError
+from benchmark.core.errors import CheckpointError
 
 
 class MultitaskSegmenter:

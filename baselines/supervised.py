@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from baselines.augment import SUPERVISED, augment, normalize
 from baselines.runtime import Runtime
 from baselines.task import Batch, Task, batches
-from benchmark.labels import CLASSES
+from benchmark.core.labels import CLASSES
 
 
 class SupervisedTask(Task):

@@ -52,7 +52,7 @@ class Task:
 def batches(loader: DataLoader, rt: Runtime, *, where: str):
     """Device batches from a loader; the first undecodable image stops training with its row."""
     from baselines.data import first_error
-    from benchmark.errors import DataError
+    from benchmark.core.errors import DataError
 
     for image, label, seg, known, errors in loader:
         bad = first_error(errors)

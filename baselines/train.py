@@ -29,7 +29,7 @@ from baselines.data import (
 )
 from baselines.runtime import Runtime, setup_runtime
 from baselines.task import Task, batches
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 MAX_LOGGED_STEPS = 1000  # per phase; longer histories are averaged into this many points
 

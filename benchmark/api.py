@@ -11,42 +11,14 @@ from typing import Any
 import pandas as pd
 
 from benchmark import METRIC_CODE_VERSION, __version__
-from benchmark.errors import CxrbenchError
-from benchmark.hashing import sha256_file
-from benchmark.labels import CLASSES, PROB_COLUMNS
+from benchmark.core.errors import CxrbenchError
+from benchmark.execution.request import EXECUTORS, RunRequest, model_and_data
+from benchmark.core.hashing import sha256_file
+from benchmark.core.labels import CLASSES, PROB_COLUMNS
 
 DEFAULT_SUITES = ("subtype", "calibration", "cross_site")
 
 
-@dataclass(frozen=True)
-class RunRequest:
-    """A frozen description of one evaluation; printed and stored beside its results."""
-
-    model: str | None = None          # registered name or checkpoint path; None = the reference model
-    data: str | None = None           # dataset spec; None = synth
-    suites: tuple[str, ...] | None = None
-    out: Path = Path("runs")
-    device: str | None = None
-    batch_size: int = 32
-    workers: int = 0
-    seed: int = 0
-    bootstrap: int = 1000
-    ci_method: str = "percentile"
-    predictions: Path | None = None   # skip the model: score an existing predictions file
-    trust_code: bool = False          # allow formats that carry code (pickles, TorchScript)
-    cache_dir: Path | None = None
-    progress: bool = True
-    group_by: str = "site"            # the grouping column for per-group suites
-    options: tuple[tuple[str, str], ...] = ()  # suite-specific KEY=VALUE options
-    shard: str | None = None          # "I/N": compute one slice into the store, score nothing
-    executor: str = "local"           # local | ray
-    address: str | None = None        # Ray cluster address (None: a local Ray instance)
-    shards: int | None = None         # row slices per view for the Ray executor (None: one per slot)
-    strict_paths: bool = False        # refuse manifest paths that are absolute or climb out with ../
-    shared_plotly: bool = False       # report.html loads plotly.js from `out`/plotly.min.js, written once
-
-
-EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -78,9 +50,9 @@ class ShardOutcome:
 def run(req: RunRequest) -> RunOutcome | ShardOutcome:
     """Evaluate a model (or a predictions file) with the chosen suites and write a run folder; with
     `shard`, only compute that slice of the predictions into the store (a ShardOutcome)."""
-    from benchmark.registry import SUITES
+    from benchmark.core.registry import SUITES
     from benchmark.stats import BootstrapConfig
-    from benchmark.suite import SuiteConfig, suite_needs_embeddings, suite_views
+    from benchmark.core.suite import SuiteConfig, suite_needs_embeddings, suite_views
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -93,13 +65,13 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
     bcfg = BootstrapConfig(n_resamples=req.bootstrap, seed=req.seed, method=req.ci_method)
     _check_distribution(req)
 
-    embed = any(suite_needs_embeddings(s) for s in suites)  # clean-image features (benchmark.embeddings)
+    embed = any(suite_needs_embeddings(s) for s in suites)  # clean-image features (benchmark.views.embedding)
     _check_writable(req)  # before any forward pass, not after an hour of them
     if req.shard is not None:
         return _run_shard(req, views, embed=embed)
     if req.predictions is not None:
         predictions, manifest, model_info, dataset_info, device, fwd, cached = _from_predictions(req, views)
-        from benchmark.embeddings import read_embeddings
+        from benchmark.views.embedding import read_embeddings
 
         embeddings = read_embeddings(req.predictions) if embed else None  # beside the file, if any
     else:
@@ -108,25 +80,25 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
     t_predict = time.perf_counter() - t0
 
     run_dir = _new_run_dir(req.out, model_info["name"], dataset_info["name"], started)
-    from benchmark.results import write_predictions, write_result
-    from benchmark.report import write_report
+    from benchmark.reporting.results import write_predictions, write_result
+    from benchmark.reporting.report import write_report
 
     write_predictions(run_dir, predictions)  # saved before any suite runs: nothing computed is lost
-    from benchmark.run_manifest import write_run_manifest
+    from benchmark.execution.run_manifest import write_run_manifest
 
     write_run_manifest(run_dir, manifest, req.group_by)  # what suites read beyond predictions (`verify`)
     if embeddings is not None:
-        from benchmark.embeddings import write_embeddings
+        from benchmark.views.embedding import write_embeddings
 
         write_embeddings(run_dir, embeddings)
     config = SuiteConfig(bootstrap=bcfg, seed=req.seed, group_by=req.group_by, options=dict(req.options),
                          embeddings=embeddings)
     suite_results: dict[str, Any] = {}
     timings: dict[str, float] = {"predict_s": round(t_predict, 3)}
-    from benchmark.result_rules import bootstrap_units  # CIs on < 30 units are marked unreliable
-    from benchmark.results import json_safe
-    from benchmark.store import default_cache_dir
-    from benchmark.suite_cache import SuiteCache, suite_key
+    from benchmark.reporting.result_rules import bootstrap_units  # CIs on < 30 units are marked unreliable
+    from benchmark.reporting.results import json_safe
+    from benchmark.execution.store import default_cache_dir
+    from benchmark.execution.suite_cache import SuiteCache, suite_key
 
     suite_cache, cached_suites = SuiteCache((req.cache_dir or default_cache_dir()) / "suites"), []
     for s in suites:
@@ -142,7 +114,7 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
         suite_results[s] = body
         timings[f"suite_{s}_s"] = round(time.perf_counter() - t, 3)
     if req.predictions is None:  # one sample through every view, for the report
-        from benchmark.view_gallery import attach_galleries
+        from benchmark.views.gallery import attach_galleries
 
         attach_galleries(suite_results, {s: suite_views(s) for s in suites}, data=req.data,
                          card=model_info["card"], seed=req.seed, cache_dir=req.cache_dir or default_cache_dir())
@@ -165,8 +137,8 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
 
 
 def _check_writable(req: RunRequest) -> None:
-    from benchmark.preflight import ensure_writable
-    from benchmark.store import default_cache_dir
+    from benchmark.execution.preflight import ensure_writable
+    from benchmark.execution.store import default_cache_dir
 
     cache = Path(req.cache_dir or default_cache_dir())
     ensure_writable(cache, option="--cache-dir (or CXRBENCH_CACHE)")
@@ -191,31 +163,10 @@ def _check_distribution(req: RunRequest) -> None:
         raise CxrbenchError("a predictions file has nothing to compute; drop --shard", where="--shard")
 
 
-def model_and_data(req: RunRequest):
-    """The dataset (through its prepared store, if any), the model reference and the prediction store."""
-    from benchmark.data.dataset import resolve_dataset
-    from benchmark.data.prepared import use_prepared  # pixels from `cxrbench prepare`
-    from benchmark.models.resolve import resolve_model
-    from benchmark.store import PredictionStore, default_cache_dir
-
-    if req.batch_size < 1:
-        raise CxrbenchError("must be 1 or more", where="--batch-size")
-    if req.workers < 0:
-        raise CxrbenchError("must be 0 or more", where="--workers")
-    dataset = resolve_dataset(req.data)
-    if req.strict_paths:
-        from benchmark.data.manifest import check_paths_inside
-
-        check_paths_inside(dataset.manifest)
-    model = resolve_model(req.model, trust_code=req.trust_code)
-    dataset = use_prepared(dataset, model.card.input, (req.cache_dir or default_cache_dir()) / "prepared")
-    return dataset, model, PredictionStore((req.cache_dir or default_cache_dir()) / "predictions")
-
-
 def _run_shard(req: RunRequest, views: list[str], *, embed: bool) -> ShardOutcome:
-    from benchmark.embeddings import EMBEDDING_VIEW
-    from benchmark.runner import fill_views
-    from benchmark.shards import parse_shard, shard_rows
+    from benchmark.views.embedding import EMBEDDING_VIEW
+    from benchmark.execution.runner import fill_views
+    from benchmark.execution.shards import parse_shard, shard_rows
 
     shard = parse_shard(req.shard)
     dataset, model, store = model_and_data(req)
@@ -231,8 +182,8 @@ def _run_shard(req: RunRequest, views: list[str], *, embed: bool) -> ShardOutcom
 
 def _from_model(req: RunRequest, views: list[str], *, embed: bool = False):
     from benchmark.data.prepared import prepared_info
-    from benchmark.embeddings import EMBEDDING_VIEW, embedding_frame
-    from benchmark.runner import predict_views
+    from benchmark.views.embedding import EMBEDDING_VIEW, embedding_frame
+    from benchmark.execution.runner import predict_views
 
     dataset, model, store = model_and_data(req)
     # Embeddings are one more view of the same pass (one forward pass for both when the model allows);
@@ -240,7 +191,7 @@ def _from_model(req: RunRequest, views: list[str], *, embed: bool = False):
     wanted = views + ([EMBEDDING_VIEW] if embed else [])
     on_ray: dict[str, int] = {}
     if req.executor == "ray":  # fills the store; the pass below then only reads it
-        from benchmark.ray_executor import RayPlan, run_on_ray
+        from benchmark.execution.ray import RayPlan, run_on_ray
 
         on_ray = run_on_ray(RayPlan.from_request(req, dataset, model, wanted), store, dataset, model)
     probs, stats = predict_views(model, dataset, wanted, store=store, device=req.device,
@@ -258,7 +209,7 @@ def _from_model(req: RunRequest, views: list[str], *, embed: bool = False):
         f = pd.DataFrame({"image_id": table["image_id"], "view": view, "label": table["label"],
                           "patient_id": table["patient_id"], "site": table["site"]})
         f[list(PROB_COLUMNS)] = p
-        if stats.lung_mask_sources is not None:  # manifest | segmenter:NAME | prior (benchmark.lungs)
+        if stats.lung_mask_sources is not None:  # manifest | segmenter:NAME | prior (benchmark.data.lungs)
             f["lung_mask_source"] = stats.lung_mask_sources
         frames.append(f)
     predictions = pd.concat(frames, ignore_index=True)
@@ -273,7 +224,7 @@ def _from_model(req: RunRequest, views: list[str], *, embed: bool = False):
 
 def _from_predictions(req: RunRequest, views: list[str]):
     from benchmark.data.manifest import table_sha256
-    from benchmark.results import read_predictions
+    from benchmark.reporting.results import read_predictions
 
     predictions = read_predictions(req.predictions)
     have = set(predictions["view"])
@@ -351,7 +302,7 @@ def parse_options(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], 
 # --- other commands ---------------------------------------------------------------------------
 
 def list_registry(kind: str) -> list[tuple[str, str, str]]:
-    from benchmark.registry import REGISTRIES
+    from benchmark.core.registry import REGISTRIES
 
     if kind not in REGISTRIES:
         raise CxrbenchError(f"unknown kind {kind!r}; choose from {', '.join(REGISTRIES)}", where="list")
@@ -371,18 +322,18 @@ def synth(out: Path, **options: Any) -> Path:
 
 def merge(sources: list[Path], *, cache_dir: Path | None = None):
     """Merge prediction stores filled by sharded runs on other machines into this cache; returns a
-    benchmark.store_merge.MergeOutcome. A later `run` without a shard scores the combined predictions."""
-    from benchmark.store import PredictionStore, default_cache_dir
-    from benchmark.store_merge import merge_stores
+    benchmark.execution.merge.MergeOutcome. A later `run` without a shard scores the combined predictions."""
+    from benchmark.execution.store import PredictionStore, default_cache_dir
+    from benchmark.execution.merge import merge_stores
 
     return merge_stores([Path(s) for s in sources], PredictionStore((cache_dir or default_cache_dir()) / "predictions"))
 
 
 def compare(run_dirs: list[Path], *, correction: str = "holm", alpha: float = 0.05, bootstrap: int = 1000,
             seed: int = 0, metrics: tuple[str, ...] | None = None, json_out: Path | None = None):
-    """Paired comparison of runs on the same images; returns a benchmark.compare.Comparison."""
-    from benchmark.compare import DEFAULT_METRICS, compare_runs
-    from benchmark.results import atomic_write_text
+    """Paired comparison of runs on the same images; returns a benchmark.reporting.compare.Comparison."""
+    from benchmark.reporting.compare import DEFAULT_METRICS, compare_runs
+    from benchmark.reporting.results import atomic_write_text
     from benchmark.stats import BootstrapConfig
 
     comp = compare_runs(list(run_dirs), metrics=tuple(metrics or DEFAULT_METRICS), correction=correction,
@@ -396,9 +347,9 @@ def compare(run_dirs: list[Path], *, correction: str = "holm", alpha: float = 0.
 
 def gate(run_dir: Path, policy: str, *, junit: Path | None = None, summary: Path | None = None):
     """Check a run against a deploy policy; writes JUnit XML / Markdown on request. Returns a
-    benchmark.gate.GateReport (`.exit_code` 0 pass, 1 fail; unusable inputs raise CxrbenchError)."""
-    from benchmark.gate import junit_xml, markdown_summary, run_gate
-    from benchmark.results import atomic_write_text
+    benchmark.reporting.gate.GateReport (`.exit_code` 0 pass, 1 fail; unusable inputs raise CxrbenchError)."""
+    from benchmark.reporting.gate import junit_xml, markdown_summary, run_gate
+    from benchmark.reporting.results import atomic_write_text
 
     report = run_gate(run_dir, policy)
     for path, text in ((junit, junit_xml), (summary, markdown_summary)):
@@ -410,17 +361,17 @@ def gate(run_dir: Path, policy: str, *, junit: Path | None = None, summary: Path
 
 def splits(data: str, leave_out_site: str, out: Path, *, val_fraction: float = 0.2, seed: int = 0):
     """Write patient-disjoint train/val/test manifests holding out one site; returns a
-    benchmark.splits.SplitsOutcome (paths and counts per split)."""
+    benchmark.data.splits.SplitsOutcome (paths and counts per split)."""
     from benchmark.data.dataset import resolve_dataset
-    from benchmark.splits import write_splits
+    from benchmark.data.splits import write_splits
 
     return write_splits(resolve_dataset(data), leave_out_site, Path(out), val_fraction=val_fraction, seed=seed)
 
 
 def verify(run_dir: Path):
     """Recompute every suite of a run folder from its own files and compare with its result.json;
-    returns a benchmark.verify.VerifyReport (`.exit_code` 0 verified, 1 differs, 2 cannot verify)."""
-    from benchmark.verify import verify_run
+    returns a benchmark.reporting.verify.VerifyReport (`.exit_code` 0 verified, 1 differs, 2 cannot verify)."""
+    from benchmark.reporting.verify import verify_run
 
     return verify_run(run_dir)
 
@@ -460,8 +411,8 @@ def prepare(data: str, size: int = 512, *, cache_dir: Path | None = None, worker
     others are stored (they are decoded, and reported, again at run time)."""
     from benchmark.data.dataset import resolve_dataset
     from benchmark.data.prepared_build import prepare as prepare_store
-    from benchmark.errors import DataError
-    from benchmark.store import default_cache_dir
+    from benchmark.core.errors import DataError
+    from benchmark.execution.store import default_cache_dir
 
     outcome = prepare_store(resolve_dataset(data), size, (cache_dir or default_cache_dir()) / "prepared",
                             workers=workers, progress=progress)
@@ -475,10 +426,10 @@ def prepare(data: str, size: int = 512, *, cache_dir: Path | None = None, worker
 def audit(data: str, against: str | None = None, *, out: Path = Path("audit"), cache_dir: Path | None = None,
           workers: int = 0, progress: bool = False):
     """Leakage audit of a dataset (and against a second one); writes audit.json and audit.txt under
-    `out` and returns a benchmark.audit.AuditReport (`.exit_code` 1 when leaks are found)."""
-    from benchmark.audit import audit_datasets, write_audit
+    `out` and returns a benchmark.audit.leakage.AuditReport (`.exit_code` 1 when leaks are found)."""
+    from benchmark.audit.leakage import audit_datasets, write_audit
     from benchmark.data.dataset import resolve_dataset
-    from benchmark.store import default_cache_dir
+    from benchmark.execution.store import default_cache_dir
 
     datasets = [resolve_dataset(data)] + ([resolve_dataset(against)] if against else [])
     report = audit_datasets(datasets, cache_root=cache_dir or default_cache_dir(), workers=workers,
@@ -499,7 +450,7 @@ def card_init(checkpoint: Path, *, architecture: str | None = None, classes: lis
 def card_check(model: str, *, trust_code: bool = False, device: str | None = None):
     """Load a model, push synth images through the harness's preprocessing and check its card;
     returns a benchmark.models.card_check.CardCheck (`.usable`, `.rows`)."""
-    from benchmark.forward import pick_device
+    from benchmark.execution.forward import pick_device
     from benchmark.models.card_check import check_card
 
     return check_card(model, trust_code=trust_code, device=pick_device(device))

@@ -46,7 +46,7 @@ def run_cmd(
 ) -> None:
     """Evaluate a model on a dataset and write result.json, predictions.parquet and report.html."""
     from benchmark import api
-    from benchmark.summary import print_summary
+    from benchmark.reporting.summary import print_summary
 
     req = api.RunRequest(
         model=model, data=data, suites=tuple(s.strip() for s in suites.split(",") if s.strip()) if suites else None,
@@ -118,7 +118,7 @@ def compare_cmd(
 ) -> None:
     """Paired comparison of runs: differences with CIs, p-values, correction, statistical ties."""
     from benchmark import api
-    from benchmark.compare import comparison_tables
+    from benchmark.reporting.compare import comparison_tables
 
     comp = api.compare(runs, correction=correction, alpha=alpha, bootstrap=bootstrap, seed=seed, json_out=json_out,
                        metrics=tuple(m.strip() for m in metrics.split(",") if m.strip()) if metrics else None)
@@ -136,7 +136,7 @@ def gate_cmd(
 ) -> None:
     """Check a run against a deploy policy: exit 0 pass, 1 fail, 2 unusable run or policy."""
     from benchmark import api
-    from benchmark.gate import gate_table
+    from benchmark.reporting.gate import gate_table
 
     report = api.gate(run_dir, policy, junit=junit, summary=summary)
     (out if out.is_terminal else Console(width=120)).print(gate_table(report))
@@ -224,7 +224,7 @@ def card_init_cmd(
 ) -> None:
     """Write a card skeleton from what the checkpoint reveals; lists what you must still fill in."""
     from benchmark import api
-    from benchmark.textsafe import terminal_safe
+    from benchmark.core.textsafe import terminal_safe
 
     names = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     draft = api.card_init(checkpoint, architecture=architecture, classes=names, force=force)
@@ -247,8 +247,8 @@ def card_check_cmd(
     from rich.text import Text
 
     from benchmark import api
-    from benchmark.errors import CardError
-    from benchmark.textsafe import terminal_safe
+    from benchmark.core.errors import CardError
+    from benchmark.core.textsafe import terminal_safe
 
     result = api.card_check(model, trust_code=trust_code, device=device)
     table = Table(title=terminal_safe(f"card check: {result.model}"))
@@ -281,7 +281,7 @@ def leaderboard_build_cmd(
 ) -> None:
     """Write a static leaderboard that opens from disk (no server, no network)."""
     from benchmark import api
-    from benchmark.textsafe import terminal_safe  # skipped files are named by what is in them
+    from benchmark.core.textsafe import terminal_safe  # skipped files are named by what is in them
 
     outcome = api.leaderboard(run_dirs, out_dir, rank_by=rank_by, correction=correction, bootstrap=bootstrap, seed=seed,
                               verify=verify, require_verified=require_verified, jobs=jobs, cache_dir=cache_dir)
@@ -331,7 +331,7 @@ def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2 (tracebacks with --debug)."""
     import warnings
 
-    from benchmark.errors import CxrbenchError
+    from benchmark.core.errors import CxrbenchError
 
     if "--debug" not in sys.argv[1:]:
         # Library chatter (pydicom's VR notes, torch's deprecations) would bury the one line that
@@ -347,7 +347,7 @@ def main() -> None:
             raise
         from rich.markup import escape
 
-        from benchmark.textsafe import terminal_safe  # names in messages come from users' files
+        from benchmark.core.textsafe import terminal_safe  # names in messages come from users' files
 
         err.print(f"[bold red]error:[/] {escape(terminal_safe(exc))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 from leaderboard.entries import Entry, load_entries
 from leaderboard.html import finite, page
 from leaderboard.pages import Standing, compare_page, entry_page, index_group, index_page
@@ -38,7 +38,7 @@ class _Group:
 
 
 def _clean_predictions(e: Entry) -> pd.DataFrame | str:
-    from benchmark.results import read_predictions
+    from benchmark.reporting.results import read_predictions
 
     if e.predictions is None:
         return "no predictions.parquet beside result.json"
@@ -65,7 +65,7 @@ def _rank_value(e: Entry, rank_by: str) -> float:
 
 def _group(entries: list[Entry], *, rank_by: str, correction: str, alpha: float, config: Any,
            site: Path, notes: list[str], pages: list[Path], built: str, checks: dict[str, Any]) -> _Group:
-    from benchmark.compare import CORRECTIONS, check_same_images, compare_loaded, load_paired_run, tie_group
+    from benchmark.reporting.compare import CORRECTIONS, check_same_images, compare_loaded, load_paired_run, tie_group
 
     entries = sorted(entries, key=lambda e: (-_rank_value(e, rank_by), e.model.lower(), e.slug))
     standings = {e.slug: Standing(verification=checks.get(e.slug)) for e in entries}
@@ -127,7 +127,7 @@ def _group(entries: list[Entry], *, rank_by: str, correction: str, alpha: float,
 def _rank_uncertainty(paired: list[Any], metric: str, standings: dict[str, Standing], config: Any) -> str:
     """Each entry's bootstrap rank interval and probability of being best (benchmark.stats.rank_intervals);
     returns the sentence that explains them."""
-    from benchmark.compare import _stat_fn  # the paired comparison's metric family: the same numbers
+    from benchmark.reporting.compare import _stat_fn  # the paired comparison's metric family: the same numbers
     from benchmark.stats.rank_intervals import rank_intervals
 
     summary = rank_intervals(_stat_fn, metric, paired[0].y, [r.probs for r in paired], clusters=paired[0].clusters,
@@ -147,7 +147,7 @@ def build_site(paths: list[str | Path], out_dir: str | Path, *, rank_by: str = "
     remains (every skipped input is listed in the outcome and on the index page). Each entry is
     verified (its suites recomputed from its predictions, leaderboard.verification) unless `verify` is
     False; `require_verified` leaves out every entry that does not verify."""
-    from benchmark.compare import CORRECTIONS
+    from benchmark.reporting.compare import CORRECTIONS
     from benchmark.stats import BootstrapConfig
 
     if correction not in CORRECTIONS:
@@ -161,7 +161,7 @@ def build_site(paths: list[str | Path], out_dir: str | Path, *, rank_by: str = "
     entries, skipped = load_entries(list(paths))
     checks: dict[str, Any] = {}
     if entries and verify:
-        from benchmark.store import default_cache_dir
+        from benchmark.execution.store import default_cache_dir
         from leaderboard.verification import LABELS, verify_entries
 
         checks = verify_entries({e.slug: e.run_dir for e in entries}, cache_dir=cache_dir or default_cache_dir(),

@@ -44,7 +44,7 @@ class Entry:
         return is_stale(self.metric_code_version)
 
     def metric(self, address: str) -> dict[str, Any] | None:
-        from benchmark.results import metric
+        from benchmark.reporting.results import metric
 
         m = metric(self.result, address)
         return m if isinstance(m, dict) else None
@@ -86,7 +86,7 @@ def expand_paths(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
 
 def load_entry(path: Path, taken: set[str]) -> Entry | str:
     """An Entry, or a message naming the file and what is wrong with it."""
-    from benchmark.results import validate_result
+    from benchmark.reporting.results import validate_result
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

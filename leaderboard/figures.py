@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.labels import CLASSES, PROB_COLUMNS
+from benchmark.core.labels import CLASSES, PROB_COLUMNS
 
 
 def reliability_figure(clean: pd.DataFrame, *, n_bins: int = 15) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def per_site_figure(clean: pd.DataFrame, *, config: Any, metric: str = "balanced
     """`metric` per site with bootstrap intervals (patients resampled within the site); None when the
     predictions carry no site."""
     from benchmark.stats import bootstrap, classification_stats
-    from benchmark.suite import arrays, clusters_of
+    from benchmark.core.suite import arrays, clusters_of
 
     if "site" not in clean.columns or clean["site"].isna().all():
         return None

@@ -10,7 +10,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from benchmark.report import script_json
+from benchmark.reporting.report import script_json
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -112,7 +112,7 @@ class Figures:
     def add(self, fig: Any, *, caption: str = "") -> str:
         if not isinstance(fig, dict):
             return ""
-        from benchmark.figure_filter import safe_figure  # no URL from a result file reaches the page
+        from benchmark.reporting.figure_filter import safe_figure  # no URL from a result file reaches the page
 
         div = f"fig-{len(self.items)}"
         fig = safe_figure(fig)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 from leaderboard.entries import Entry
 from leaderboard.html import Figures, any_table, esc, fmt, header, metric_cell, render, rows_table
 
@@ -33,7 +33,7 @@ class Standing:
     note: str = ""
     compare: dict[str, str] = field(default_factory=dict)  # other slug -> compare page (site-relative)
     rank: Any = None          # benchmark.stats.rank_intervals.RankInterval, when ranks were resampled
-    verification: Any = None  # benchmark.verify.VerifyReport, when the build verified the entry
+    verification: Any = None  # benchmark.reporting.verify.VerifyReport, when the build verified the entry
 
 
 def status_badge(s: Standing) -> str:
@@ -79,8 +79,8 @@ def stale_badge(e: Entry) -> str:
 
 
 def unreliable_badge(e: Entry) -> str:
-    """Marks an entry whose CIs rest on fewer resampling units than benchmark.result_rules asks for."""
-    from benchmark.result_rules import MIN_BOOTSTRAP_UNITS, ci_reliability
+    """Marks an entry whose CIs rest on fewer resampling units than benchmark.reporting.result_rules asks for."""
+    from benchmark.reporting.result_rules import MIN_BOOTSTRAP_UNITS, ci_reliability
 
     units, reliable = ci_reliability(e.result)
     if reliable:

@@ -16,7 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from pathlib import Path
 
-from benchmark.verify import VerifyReport, verify_run
+from benchmark.reporting.verify import VerifyReport, verify_run
 
 FILES = ("result.json", "predictions.parquet", "manifest.parquet", "embeddings.npz")
 SMALL = 3  # entries verified in this process when no job count is given
@@ -25,7 +25,7 @@ LABELS = {"verified": "verified", "tampered": "tampered", "unverifiable": "not v
 
 def content_key(run_dir: Path) -> str:
     from benchmark import METRIC_CODE_VERSION, __version__
-    from benchmark.suite_cache import _code_digest
+    from benchmark.execution.suite_cache import _code_digest
 
     h = hashlib.sha256(json.dumps({"version": __version__, "metrics": METRIC_CODE_VERSION,
                                    "code": _code_digest(None)}).encode())

@@ -4,7 +4,7 @@ Reads a manifest's grey PNGs with Pillow and prepares them the way the harness d
 float32 image in [0, 1]; centred letterbox with Pillow's bilinear filter on mode F, padding 0; the
 card's mean/std), builds the card's timm architecture, loads its safetensors weights and writes the
 softmax probabilities, float64 [n, 4] in the canonical class order and in manifest order, to an .npy
-file. On CUDA it feeds the model as benchmark/forward.py does: pinned host memory, non_blocking
+file. On CUDA it feeds the model as benchmark/execution/forward.py does: pinned host memory, non_blocking
 copies, bf16 autocast. It is the yardstick of perf/harness_overhead.py and perf/gpu_eval.py.
 
     python perf/bare_forward.py --model CKPT_DIR --data DIR_OR_MANIFEST --out probs.npy \

@@ -83,12 +83,12 @@ def main() -> None:
 
 
 def _store_read(args, cache: Path) -> tuple[float, float, float]:
-    from benchmark import store
+    from benchmark.execution import store as store
     from benchmark.api import RunRequest, model_and_data
-    from benchmark.embeddings import EMBEDDING_VIEW
-    from benchmark.registry import SUITES  # noqa: F401 (registers the suites' views)
-    from benchmark.runner import view_entries
-    from benchmark.suite import suite_views
+    from benchmark.views.embedding import EMBEDDING_VIEW
+    from benchmark.core.registry import SUITES  # noqa: F401 (registers the suites' views)
+    from benchmark.execution.runner import view_entries
+    from benchmark.core.suite import suite_views
 
     os.environ["CXRBENCH_CACHE"] = str(cache)
     req = RunRequest(model=args.model, data=args.data, cache_dir=cache)
@@ -110,7 +110,8 @@ def _store_read(args, cache: Path) -> tuple[float, float, float]:
 
 
 def _prepared_read(args, tmp: Path) -> tuple[float, float, int]:
-    from benchmark import api, store
+    from benchmark import api
+    from benchmark.execution import store
     from benchmark.data.dataset import resolve_dataset
     from benchmark.data.prepared import use_prepared
     from benchmark.models.card import InputSpec

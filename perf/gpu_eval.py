@@ -4,7 +4,7 @@ Writes N synth PNGs (256 px; 16,000 by default, so that the decode + forward loo
 that both processes pay, is most of each run) and a checkpoint with random weights (resnet50 at 224
 by default), then runs, as whole processes, alternating, --repeats times:
   bare:    perf/bare_forward.py (decode, letterbox, normalise, model; pinned memory, non_blocking
-           copies and bf16 autocast as benchmark/forward.py does);
+           copies and bf16 autocast as benchmark/execution/forward.py does);
   harness: `cxrbench run --suites subtype` on a fresh prediction cache.
 Both use the same batch size and decode workers. Images/s of each is N over its predict_s (from
 before torch is imported to the probabilities in memory: result.json's timings for the harness, the

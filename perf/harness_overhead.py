@@ -102,7 +102,7 @@ def harness_probs(run_dir: Path, data: Path) -> np.ndarray:
     """The run's clean-view probabilities in manifest order."""
     import pandas as pd
 
-    from benchmark.labels import PROB_COLUMNS
+    from benchmark.core.labels import PROB_COLUMNS
 
     preds = pd.read_parquet(run_dir / "predictions.parquet")
     clean = preds[preds["view"] == "clean"].set_index("image_id")

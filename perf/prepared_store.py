@@ -86,7 +86,7 @@ def models(tmp: Path, which: str) -> list[tuple[str, str]]:
     import torch
     from torch import nn
 
-    from benchmark.errors import CxrbenchError
+    from benchmark.core.errors import CxrbenchError
     from benchmark.models.reference import card_json, reference_checkpoint
 
     out = []

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from benchmark.data.synth import SynthConfig, render_case, synth_table
-from benchmark.labels import CLASSES
+from benchmark.core.labels import CLASSES
 
 
 def pick(table, label: str, per_row: int, seed: int = 0) -> list[int]:

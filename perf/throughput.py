@@ -1,7 +1,7 @@
 """Images/s of the harness's forward path against the model alone, by batch size and decode workers.
 
 In one process, on N synth PNGs (256 px) and a resnet18 checkpoint at 224 (random weights), loaded
-once: `benchmark.runner.predict_views` with a fresh prediction store for batch sizes 8, 32, 64 and
+once: `benchmark.execution.runner.predict_views` with a fresh prediction store for batch sizes 8, 32, 64 and
 decode workers 0, 1, 2 (decode, letterbox, views, model, store writes), and the bare forward pass:
 the same module on the same images already decoded into one tensor, normalised, at the same batch
 sizes. The table gives images/s and the ratio to the bare forward at the same batch size; the bare
@@ -46,8 +46,8 @@ def write_images(folder: Path, n: int) -> Path:
 
 
 def harness_rate(model, dataset, store_dir: Path, batch_size: int, workers: int) -> float:
-    from benchmark.runner import predict_views
-    from benchmark.store import PredictionStore
+    from benchmark.execution.runner import predict_views
+    from benchmark.execution.store import PredictionStore
 
     t0 = time.perf_counter()
     _, stats = predict_views(model, dataset, ["clean"], store=PredictionStore(store_dir), batch_size=batch_size,
@@ -70,7 +70,7 @@ def decoded(dataset, model):
     """Every image as the harness prepares it: [n, 1, H, W] float32 in [0, 1]."""
     import torch
 
-    from benchmark.forward import _Prepared
+    from benchmark.execution.forward import _Prepared
 
     card = model.card.input
     prep = _Prepared(dataset, np.arange(len(dataset)), card.size, card.keep_aspect, with_masks=False)

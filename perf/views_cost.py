@@ -25,7 +25,7 @@ TARGET = 1.15
 
 
 def _model(spec: str, tmp: Path):
-    from benchmark.errors import CheckpointError
+    from benchmark.core.errors import CheckpointError
     from benchmark.models.resolve import resolve_model
 
     try:
@@ -49,8 +49,8 @@ def _model(spec: str, tmp: Path):
 
 def timed(model, dataset, views: list[str], store_dir: Path, batch_size: int, workers: int) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process) of one pass on a cold store."""
-    from benchmark.runner import predict_views
-    from benchmark.store import PredictionStore
+    from benchmark.execution.runner import predict_views
+    from benchmark.execution.store import PredictionStore
 
     t0, c0 = time.perf_counter(), time.process_time()
     _, stats = predict_views(model, dataset, views, store=PredictionStore(store_dir), batch_size=batch_size,
@@ -69,7 +69,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from benchmark.data.dataset import resolve_dataset
-    from benchmark.suite import suite_views
+    from benchmark.core.suite import suite_views
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

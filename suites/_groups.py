@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import CxrbenchError
-from benchmark.labels import CLASSES
+from benchmark.core.errors import CxrbenchError
+from benchmark.core.labels import CLASSES
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "kappa", "mcc", "macro_auroc", "map")
 LOWER_IS_BETTER = frozenset({"ece"})

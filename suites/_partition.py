@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.data.manifest import patient_labels
-from benchmark.labels import CLASSES
+from benchmark.core.labels import CLASSES
 
 
 @dataclass(frozen=True)

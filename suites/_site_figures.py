@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmark.labels import CLASSES
+from benchmark.core.labels import CLASSES
 
 
 def _error_bar(estimates: list[Any]) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from benchmark.labels import CLASSES
+from benchmark.core.labels import CLASSES
 from suites._temperature import logits_from_probs
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import CxrbenchError
-from benchmark.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
+from benchmark.core.errors import CxrbenchError
+from benchmark.core.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
 from suites._partition import Partition, calibration_partition
 from suites._reliability import confidence_histogram, reliability_bins, reliability_figure
 from suites._temperature import fit_temperature, logits_from_probs, scaled_metrics, scaled_probs

@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import CxrbenchError
-from benchmark.labels import CLASSES
-from benchmark.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
+from benchmark.core.errors import CxrbenchError
+from benchmark.core.labels import CLASSES
+from benchmark.core.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
 from suites import _site_figures as figs
 from suites._groups import HEADLINE, Groups, composition_rows, group_values, make_groups, per_group_fn, strata_for
 from suites._site_probe import label_features, n_folds, out_of_fold_scores, output_features, patient_folds, probe_fn

@@ -1,4 +1,4 @@
-"""`robustness`: acquisition shifts at three severities each (benchmark/views_acquisition.py).
+"""`robustness`: acquisition shifts at three severities each (benchmark/views/acquisition.py).
 
 Per shift and severity: balanced accuracy, macro-F1, flip rate and KL(clean || view) with bootstrap
 CIs (the same resamples as clean). `robust_macro_f1` is the mean over shift kinds of the mean
@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.stats import Estimate
-from benchmark.suite import SuiteConfig, SuiteResult, register_suite
+from benchmark.core.suite import SuiteConfig, SuiteResult, register_suite
 from suites.shortcut import cell, error_bars, finite, view_scores
 
 # Three severities (mild, moderate, severe) per shift, as view parameters.

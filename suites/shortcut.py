@@ -1,6 +1,6 @@
 """`shortcut`: does the model answer from the lungs? Mask-perturbation views, scored against clean.
 
-Per view (benchmark/views_mask.py): balanced accuracy, macro-F1, flip rate (argmax changed from
+Per view (benchmark/views/mask.py): balanced accuracy, macro-F1, flip rate (argmax changed from
 clean), mean KL(clean || view), and retention = (bacc(view) - 1/K) / (bacc(clean) - 1/K), K the
 number of classes present; all with bootstrap CIs from the same resamples as clean. The default fill
 is scored for every region, the other fills for `no_lung`, `only_lung` and `random_area` (the fill
@@ -15,11 +15,11 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from benchmark.labels import PROB_COLUMNS
-from benchmark.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
+from benchmark.core.labels import PROB_COLUMNS
+from benchmark.core.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
 
 REGIONS = ("no_lung", "only_lung", "random_area", "lesion", "border", "corners")
-DEFAULT_FILL = "inpaint"  # benchmark.views_mask.DEFAULT_FILL (not imported: that module needs torch)
+DEFAULT_FILL = "inpaint"  # benchmark.views.mask.DEFAULT_FILL (not imported: that module needs torch)
 OTHER_FILLS = ("mean", "blur", "noise")
 SENSITIVITY_REGIONS = ("no_lung", "only_lung", "random_area")
 VIEWS = ("clean", *REGIONS, *(f"{r}@{f}" for r in SENSITIVITY_REGIONS for f in OTHER_FILLS))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from benchmark.labels import CLASSES, COARSE_TASKS, PROB_COLUMNS
-from benchmark.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
+from benchmark.core.labels import CLASSES, COARSE_TASKS, PROB_COLUMNS
+from benchmark.core.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "kappa", "mcc", "macro_auroc", "map")
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmark.labels import CLASSES
+from benchmark.core.labels import CLASSES
 
 KAGGLE = {
     "negative": "Negative for Pneumonia",

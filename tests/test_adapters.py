@@ -20,7 +20,7 @@ from pydicom.uid import JPEG2000Lossless, RLELossless, generate_uid
 from benchmark.data.adapters import DataWarning
 from benchmark.data.dataset import resolve_dataset
 from benchmark.data.images import decode_image
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 from tests.helpers import CANONICAL, TinyNet, card, cli, save_model
 
 H, W = 48, 64

@@ -13,9 +13,9 @@ import pandas as pd
 from PIL import Image
 
 from benchmark import api
-from benchmark.audit import ACROSS_DATASETS, ACROSS_SPLITS, OTHER_PATIENT, SAME_PATIENT
+from benchmark.audit.leakage import ACROSS_DATASETS, ACROSS_SPLITS, OTHER_PATIENT, SAME_PATIENT
 from benchmark.data.synth import SynthConfig, render_case, synth_table
-from benchmark.phash import DETAIL_MIN, detail_similarity, fingerprint, hamming, pixel_digest
+from benchmark.audit.phash import DETAIL_MIN, detail_similarity, fingerprint, hamming, pixel_digest
 from tests.helpers import cli
 from tests.test_adapters import write_dcm
 

@@ -254,7 +254,7 @@ def test_multitask_learns_to_segment_synth_opacities(multitask_dir):
 
 
 def test_train_then_run_end_to_end(capsys, tmp_path, multitask_dir, monkeypatch):
-    from benchmark.results import validate_result
+    from benchmark.reporting.results import validate_result
 
     code, _, err = cli(capsys, "run", "--model", str(multitask_dir), "--data", EVAL_DATA,
                          "--out", str(tmp_path / "runs"), "--bootstrap", "50")
@@ -287,7 +287,7 @@ def test_multitask_segments_lungs_and_opacities_at_any_image_size(multitask_dir)
     def dice(pred, truth):
         return 2 * (pred & truth).sum() / max(pred.sum() + truth.sum(), 1)
 
-    lung_pred = np.stack([lungs(c.image) for c in cases])  # benchmark/lungs.py's per-image contract
+    lung_pred = np.stack([lungs(c.image) for c in cases])  # benchmark/data/lungs.py's per-image contract
     assert lung_pred.dtype == bool and lung_pred.shape == (16, 96, 96)
     assert dice(lung_pred, np.stack([c.lung_mask for c in cases])) > 0.7
     assert dice(probs[:, 0].numpy() >= 0.5, np.stack([c.opacity_mask for c in cases])) > 0.2
@@ -295,7 +295,7 @@ def test_multitask_segments_lungs_and_opacities_at_any_image_size(multitask_dir)
 
 def test_lung_segmenter_is_registered_only_once_trained(multitask_dir, tmp_path, monkeypatch):
     from baselines.registered import LUNG_SEGMENTER, register_lung_segmenter
-    from benchmark.registry import Registry
+    from benchmark.core.registry import Registry
 
     monkeypatch.setenv("CXRBENCH_MODELS", str(tmp_path / "empty"))
     empty = Registry("segmenter")
@@ -305,5 +305,5 @@ def test_lung_segmenter_is_registered_only_once_trained(multitask_dir, tmp_path,
     reg = Registry("segmenter")
     register_lung_segmenter(reg)
     assert reg.meta(LUNG_SEGMENTER)["version"] and not reg.entry(LUNG_SEGMENTER).loaded
-    segmenter = reg.get(LUNG_SEGMENTER)()  # benchmark/lungs.py instantiates a registered class
+    segmenter = reg.get(LUNG_SEGMENTER)()  # benchmark/data/lungs.py instantiates a registered class
     assert segmenter(np.zeros((70, 50), dtype=np.float32)).shape == (70, 50)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import CardError, CheckpointError
-from benchmark.labels import CLASSES
+from benchmark.core.errors import CardError, CheckpointError
+from benchmark.core.labels import CLASSES
 from benchmark.models.loaded import load_model_file
 from tests.conftest_models import Payload, card_dict, write_card
 from tests.helpers import cli
@@ -251,7 +251,7 @@ def test_constant_output_warning_fires_for_wrong_normalisation(tmp_path, capsys)
 
     rows = {r.check: r for r in api.card_check(str(wrong)).rows}
     assert rows["depends on the image"].status == "warn" and "nearly constant" in rows["depends on the image"].found
-    from benchmark.errors import ModelWarning
+    from benchmark.core.errors import ModelWarning
 
     with pytest.warns(ModelWarning, match="nearly the same probabilities") as caught:
         code, _, err = cli(capsys, "run", "--model", str(wrong), "--data", "synth:n_patients=12",

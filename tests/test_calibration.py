@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.labels import CLASSES, PROB_COLUMNS
+from benchmark.core.labels import CLASSES, PROB_COLUMNS
 from benchmark.stats import BootstrapConfig, calibration_stats
-from benchmark.suite import SuiteConfig
+from benchmark.core.suite import SuiteConfig
 from suites._partition import calibration_partition
 from suites._temperature import fit_temperature, logits_from_probs, scaled_metrics, scaled_probs
 from suites.calibration import calibration
@@ -161,7 +161,7 @@ def test_figures_and_reliability_table():
 
 
 def test_bad_n_bins_option_is_one_clear_error():
-    from benchmark.errors import CxrbenchError
+    from benchmark.core.errors import CxrbenchError
 
     z, y = simulated(50, seed=13)
     with pytest.raises(CxrbenchError, match="n_bins"):

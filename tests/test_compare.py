@@ -10,9 +10,9 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
-from benchmark.compare import DEFAULT_METRICS, compare_runs
-from benchmark.errors import CxrbenchError
-from benchmark.labels import CLASSES, PROB_COLUMNS
+from benchmark.reporting.compare import DEFAULT_METRICS, compare_runs
+from benchmark.core.errors import CxrbenchError
+from benchmark.core.labels import CLASSES, PROB_COLUMNS
 from benchmark.stats import BootstrapConfig
 from tests.helpers import cli
 

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.errors import CxrbenchError
-from benchmark.labels import CLASSES, PROB_COLUMNS
+from benchmark.core.errors import CxrbenchError
+from benchmark.core.labels import CLASSES, PROB_COLUMNS
 from benchmark.stats import BootstrapConfig
-from benchmark.suite import SuiteConfig
+from benchmark.core.suite import SuiteConfig
 from suites._transfer import sensitivity_threshold
 from suites.cross_site import cross_site
 from suites.subtype import subtype
@@ -243,7 +243,7 @@ def shortcut_runs(tmp_path_factory):
     from threadpoolctl import threadpool_limits
 
     from benchmark import api
-    from benchmark.registry import DATASETS
+    from benchmark.core.registry import DATASETS
 
     if "xsite-heldout" not in DATASETS:
         DATASETS.register("xsite-heldout", heldout_dataset)

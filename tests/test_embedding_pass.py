@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.labels import CLASSES
+from benchmark.core.labels import CLASSES
 from benchmark.models.card import parse_card
 from benchmark.models.loaded import LoadedModel
 from benchmark.models.small_cnn import SmallCNN
@@ -62,9 +62,9 @@ def test_a_module_with_its_own_embed_is_not_fused():
 
 def test_a_run_needing_embeddings_does_one_pass(tmp_path):
     from benchmark.data.dataset import resolve_dataset
-    from benchmark.embeddings import EMBEDDING_VIEW
-    from benchmark.runner import predict_views
-    from benchmark.store import PredictionStore
+    from benchmark.views.embedding import EMBEDDING_VIEW
+    from benchmark.execution.runner import predict_views
+    from benchmark.execution.store import PredictionStore
 
     ds = resolve_dataset("synth:n_patients=12,image_size=64,seed=3")
     net = CountingCNN()
@@ -86,9 +86,9 @@ class ScaledForward(SmallCNN):
 
 def test_a_forward_that_is_not_head_of_features_is_not_fused(tmp_path):
     from benchmark.data.dataset import resolve_dataset
-    from benchmark.embeddings import EMBEDDING_VIEW
-    from benchmark.runner import predict_views
-    from benchmark.store import PredictionStore
+    from benchmark.views.embedding import EMBEDDING_VIEW
+    from benchmark.execution.runner import predict_views
+    from benchmark.execution.store import PredictionStore
 
     torch.manual_seed(1)
     model = _loaded(ScaledForward())

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from benchmark.gate import load_policy
+from benchmark.reporting.gate import load_policy
 from tests.helpers import cli
 
 XSS = "<img src=x onerror=alert(1)>"
@@ -146,7 +146,7 @@ def test_gate_on_a_real_run(tmp_path, capsys):
     import numpy as np
     import pandas as pd
 
-    from benchmark.labels import CLASSES, PROB_COLUMNS
+    from benchmark.core.labels import CLASSES, PROB_COLUMNS
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 4, size=80)

@@ -13,7 +13,7 @@ from benchmark.data.geometry import (
     resize_mask,
     transform_boxes,
 )
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 sizes = st.tuples(st.integers(1, 3000), st.integers(1, 3000))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.errors import CardError, CheckpointError
+from benchmark.core.errors import CardError, CheckpointError
 from benchmark.models.card import parse_card
 from benchmark.models.loaded import load_model_file
 from tests.conftest_models import (

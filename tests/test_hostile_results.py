@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.labels import CLASSES
-from benchmark.result_rules import MIN_BOOTSTRAP_UNITS, metric_range
+from benchmark.core.labels import CLASSES
+from benchmark.reporting.result_rules import MIN_BOOTSTRAP_UNITS, metric_range
 from tests.helpers import cli, latest_result
 from tests.test_gate import GOOD_DEFAULT, result_with, write_policy, write_run
 from tests.test_leaderboard import planted_predictions

@@ -18,9 +18,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from benchmark.errors import CxrbenchError
-from benchmark.gate import load_policy
-from benchmark.textsafe import terminal_safe
+from benchmark.core.errors import CxrbenchError
+from benchmark.reporting.gate import load_policy
+from benchmark.core.textsafe import terminal_safe
 from tests.helpers import CANONICAL, TinyNet, card, cli, save_model
 from tests.test_gate import GOOD_DEFAULT, result_with, write_policy, write_run
 from tests.test_leaderboard import planted_predictions

@@ -16,7 +16,7 @@ from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, generate_uid
 from benchmark.data import images
 from benchmark.data.dicom_codecs import PixelLimitError
 from benchmark.data.images import decode_image, decode_mask, read_dicom_header
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 
 def sample(name: str) -> Path:

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmark.errors import CardError, DataError, RegistryError
-from benchmark.labels import CLASSES, canonical_class, canonicalize_labels, map_model_classes
-from benchmark.registry import Registry
+from benchmark.core.errors import CardError, DataError, RegistryError
+from benchmark.core.labels import CLASSES, canonical_class, canonicalize_labels, map_model_classes
+from benchmark.core.registry import Registry
 
 
 @pytest.mark.parametrize("name,expected", [
@@ -65,7 +65,7 @@ def test_builtin_listing_imports_no_torch():
 def test_entry_point_plugins_are_listed(monkeypatch):
     from importlib.metadata import EntryPoint
 
-    import benchmark.registry as registry_mod
+    import benchmark.core.registry as registry_mod
 
     eps = [EntryPoint(name="my_suite", value="json:loads", group="cxrbench.suites")]
     monkeypatch.setattr(registry_mod, "entry_points", lambda group: [e for e in eps if e.group == group])

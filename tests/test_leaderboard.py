@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.errors import CxrbenchError
-from benchmark.labels import CLASSES, PROB_COLUMNS
+from benchmark.core.errors import CxrbenchError
+from benchmark.core.labels import CLASSES, PROB_COLUMNS
 from tests.helpers import CANONICAL, TinyNet, card, cli, save_model
 
 XSS = "<img src=x onerror=alert(1)>"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from benchmark.data.manifest import load_manifest_csv
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 
 def write(tmp_path, text):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.errors import CardError, CheckpointError
+from benchmark.core.errors import CardError, CheckpointError
 from benchmark.models.card import InputSpec, ModelCard, find_card, load_card, parse_card
 
 VALID = {

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import CardError, CheckpointError, ModelOutputError
-from benchmark.labels import CLASSES
+from benchmark.core.errors import CardError, CheckpointError, ModelOutputError
+from benchmark.core.labels import CLASSES
 from benchmark.models.card import InputSpec, ModelCard, parse_card
-from benchmark.hashing import sha256_file
+from benchmark.core.hashing import sha256_file
 from benchmark.models.loaded import LoadedModel, load_model_file
 from benchmark.models.loaders_sniff import pickle_globals, pt2_unsafe_reason, sniff_format
 from conftest_models import (

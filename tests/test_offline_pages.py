@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.figure_filter import safe_figure
+from benchmark.reporting.figure_filter import safe_figure
 from tests.test_leaderboard import planted_predictions
 from tests.test_leaderboard_browser import CHROMIUM, Chromium, Page
 
@@ -48,7 +48,7 @@ def hostile_run(tmp: Path) -> Path:
     """A real run (planted predictions on synth images) whose result file then gains hostile figures."""
     from benchmark import api
     from benchmark.data.dataset import resolve_dataset
-    from benchmark.report import write_report
+    from benchmark.reporting.report import write_report
 
     data = tmp / "synth"
     api.synth(data, n_patients=30, image_size=64, seed=4)

@@ -17,7 +17,7 @@ from benchmark.data.geometry import letterbox, resize_image, resize_mask, transf
 from benchmark.data.images import decode_image
 from benchmark.data.prepared import PreparedDataset, find_store, use_prepared
 from benchmark.data.prepared_build import prepare
-from benchmark.errors import CxrbenchError, DataError
+from benchmark.core.errors import CxrbenchError, DataError
 from benchmark.models.card import InputSpec
 from tests.helpers import CANONICAL, TinyNet, card, cli, save_model
 from tests.test_adapters import write_dcm

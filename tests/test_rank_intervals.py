@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmark.compare import _stat_fn
+from benchmark.reporting.compare import _stat_fn
 from benchmark.stats import BootstrapConfig
 from benchmark.stats.rank_intervals import rank_intervals, ranks_of
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import ray  # the [ray] extra is in the README's install line: a missing extra fails here, not skips
 
-from benchmark.errors import CxrbenchError
-from benchmark.ray_executor import plan_resources
+from benchmark.core.errors import CxrbenchError
+from benchmark.execution.ray import plan_resources
 from tests.helpers import CANONICAL, card, cli, latest_result, written_synth
 
 

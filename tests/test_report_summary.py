@@ -1,4 +1,4 @@
-"""The verdict at the top of report.html and at the end of the terminal output (benchmark.verdict):
+"""The verdict at the top of report.html and at the end of the terminal output (benchmark.reporting.verdict):
 the default policy check by check as `cxrbench gate` decides it, the shortcut verdict, headlines and
 warnings; every string from the result escaped; the shared-plotly variant of the report.
 
@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from benchmark.labels import CLASSES, PROB_COLUMNS
+from benchmark.core.labels import CLASSES, PROB_COLUMNS
 
 XSS = "<img src=x onerror=alert(1)>"
 
@@ -103,7 +103,7 @@ def test_panel_is_first_and_names_the_checks_the_gate_fails(run):
 
 def test_terminal_output_ends_with_the_same_verdict(run):
     from benchmark import api
-    from benchmark.summary import print_summary
+    from benchmark.reporting.summary import print_summary
 
     console = Console(record=True, width=200)
     print_summary(console, run)
@@ -119,7 +119,7 @@ def test_terminal_output_ends_with_the_same_verdict(run):
 
 
 def _render(result, predictions=None) -> str:
-    from benchmark.report import render_report
+    from benchmark.reporting.report import render_report
 
     return panel_of(render_report(result, predictions, plotly_src="plotly.min.js"))
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.labels import CLASSES, PROB_COLUMNS
+from benchmark.core.labels import CLASSES, PROB_COLUMNS
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -23,7 +23,7 @@ def test_metrics_match_a_direct_computation():
     from sklearn.metrics import balanced_accuracy_score, f1_score
 
     from benchmark.stats import BootstrapConfig
-    from benchmark.suite import SuiteConfig
+    from benchmark.core.suite import SuiteConfig
     from suites.robustness import SEVERITIES, VIEWS, robustness, spec, tag
 
     rng = np.random.default_rng(0)

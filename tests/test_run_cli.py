@@ -8,8 +8,8 @@ import sys
 import pandas as pd
 import pytest
 
-from benchmark.labels import PROB_COLUMNS
-from benchmark.results import SCHEMA, validate_result
+from benchmark.core.labels import PROB_COLUMNS
+from benchmark.reporting.results import SCHEMA, validate_result
 from tests.helpers import CANONICAL, Permuted, TinyNet, card, cli, save_model
 
 

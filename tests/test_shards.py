@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from benchmark.shards import Shard, all_shards, parse_shard, shard_rows
+from benchmark.execution.shards import Shard, all_shards, parse_shard, shard_rows
 from tests.helpers import CANONICAL, TinyNet, card, cli, latest_result, save_model, written_synth
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -27,7 +27,7 @@ def test_shards_partition_the_rows_into_whole_batches(n_rows, count, batch):
 
 @pytest.mark.parametrize("text", ["0/3", "4/3", "3", "a/b", "1/0", "-1/2", ""])
 def test_bad_shard_text_is_refused(text):
-    from benchmark.errors import CxrbenchError
+    from benchmark.core.errors import CxrbenchError
 
     with pytest.raises(CxrbenchError, match="--shard"):
         parse_shard(text)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.labels import CLASSES, PROB_COLUMNS
+from benchmark.core.labels import CLASSES, PROB_COLUMNS
 
 SIZE = 64
 MARKED = "marker_label_corr=0.9"
@@ -199,9 +199,9 @@ def test_result_and_report_show_views_tables_and_mask_source(known_runs):
 def _verdict(model: Path, data: Path, store, seed: int) -> tuple[str, dict]:
     from benchmark.data.dataset import resolve_dataset
     from benchmark.models.loaded import load_model_file
-    from benchmark.runner import predict_views
+    from benchmark.execution.runner import predict_views
     from benchmark.stats import BootstrapConfig
-    from benchmark.suite import SuiteConfig
+    from benchmark.core.suite import SuiteConfig
     from suites.shortcut import shortcut
 
     ds = resolve_dataset(str(data))
@@ -218,7 +218,7 @@ def _verdict(model: Path, data: Path, store, seed: int) -> tuple[str, dict]:
 
 
 def test_verdict_is_right_on_at_least_19_of_20_seeds(models, tmp_path):
-    from benchmark.store import PredictionStore
+    from benchmark.execution.store import PredictionStore
 
     store = PredictionStore(tmp_path / "store")
     right = {"marker": 0, "lung": 0}

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from benchmark.data.manifest import load_manifest_csv, resolve_path
-from benchmark.errors import DataError
-from benchmark.splits import leave_one_site_out
+from benchmark.core.errors import DataError
+from benchmark.data.splits import leave_one_site_out
 from tests.helpers import cli
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 from benchmark.stats import (
     BootstrapConfig,
     Estimate,

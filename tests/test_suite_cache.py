@@ -6,7 +6,7 @@ import json
 import pytest
 
 from benchmark import api
-from benchmark.suite_cache import SuiteCache
+from benchmark.execution.suite_cache import SuiteCache
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -58,7 +58,7 @@ def test_a_torn_cache_file_is_recomputed(tmp_path, monkeypatch):
 
 
 def test_a_changed_suite_source_recomputes(tmp_path, monkeypatch):
-    from benchmark import suite_cache
+    from benchmark.execution import suite_cache as suite_cache
 
     _run(tmp_path)
     monkeypatch.setattr(suite_cache, "_code_digest", lambda extra: "edited")

@@ -17,8 +17,8 @@ from benchmark.data.synth import generate as synth_generate
 from benchmark.data.synth import table as synth_table_mod
 from benchmark.data.synth.canvas import Frame, Pose
 from benchmark.data.synth.lesions import sample_lesions
-from benchmark.errors import DataError
-from benchmark.labels import CLASSES
+from benchmark.core.errors import DataError
+from benchmark.core.labels import CLASSES
 
 SMALL = SynthConfig(n_patients=40, image_size=128, seed=7)
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.errors import CxrbenchError, DataError
-from benchmark.views import BatchContext, parse_view
+from benchmark.core.errors import CxrbenchError, DataError
+from benchmark.views.base import BatchContext, parse_view
 
 SIZE = 64
 
@@ -91,7 +91,7 @@ def test_random_area_is_deterministic_per_image_and_independent_of_the_batch(cas
 
 
 def test_fills(cases):
-    from benchmark.views_mask import harmonic_fill
+    from benchmark.views.mask import harmonic_fill
 
     x, ctx = batch_of(cases)
     lungs = ctx.lung_masks
@@ -180,7 +180,7 @@ def test_bad_view_parameters_are_one_clear_error(spec, words):
 def test_prior_fits_synth_lungs_and_follows_the_body():
     from benchmark.data.geometry import letterbox, resize_image, resize_mask
     from benchmark.data.synth import SynthConfig, render_case
-    from benchmark.lungs import lung_prior
+    from benchmark.data.lungs import lung_prior
 
     def iou(a, b):
         return (a & b).sum() / (a | b).sum()
@@ -198,9 +198,10 @@ def test_prior_fits_synth_lungs_and_follows_the_body():
 
 
 def test_mask_sources_manifest_segmenter_prior(monkeypatch, tmp_path):
-    from benchmark import api, lungs
+    from benchmark import api
+    from benchmark.data import lungs
     from benchmark.data.dataset import load_csv_dataset
-    from benchmark.registry import SEGMENTERS
+    from benchmark.core.registry import SEGMENTERS
 
     manifest = api.synth(tmp_path, n_patients=3, image_size=SIZE, seed=1)
     table = __import__("pandas").read_csv(manifest)
@@ -233,12 +234,13 @@ def test_mask_sources_manifest_segmenter_prior(monkeypatch, tmp_path):
 
 def test_a_new_mask_source_recomputes_cached_mask_views(monkeypatch, tmp_path):
     """Installing a segmenter changes the masks, so mask views are not served from the cache."""
-    from benchmark import api, lungs
+    from benchmark import api
+    from benchmark.data import lungs
     from benchmark.data.dataset import load_csv_dataset
     from benchmark.models.resolve import resolve_model
-    from benchmark.registry import SEGMENTERS
-    from benchmark.runner import predict_views
-    from benchmark.store import PredictionStore
+    from benchmark.core.registry import SEGMENTERS
+    from benchmark.execution.runner import predict_views
+    from benchmark.execution.store import PredictionStore
     from tests.helpers import CANONICAL, TinyNet, card, save_model
 
     manifest = api.synth(tmp_path / "d", n_patients=3, image_size=SIZE, seed=1)

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.data.manifest import Manifest, load_manifest_csv, resolve_path, table_sha256
-from benchmark.errors import DataError
-from benchmark.registry import DATASETS
+from benchmark.core.errors import DataError
+from benchmark.core.registry import DATASETS
 
 
 class ImageSource(Protocol):

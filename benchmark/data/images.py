@@ -21,8 +21,8 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from benchmark.data.dicom_codecs import check_dicom_pixels, check_pixel_count, decode_first_frame, max_pixels
 from benchmark.data.dicom_deflate import is_deflated, read_deflated
-from benchmark.data.grey_table import value_counts, value_table, weighted_percentiles
-from benchmark.errors import DataError
+from benchmark.data.grey_table import gather, value_counts, value_table, weighted_percentiles
+from benchmark.core.errors import DataError
 
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
 # Without a window the grey levels are spread over this percentile range, so a few hot pixels
@@ -180,7 +180,7 @@ def _canonical_dicom(ds: pydicom.Dataset, path: Path, *, use_table: bool = True)
     # Every step is per grey value, so it runs on the 256/65,536-entry table and one gather
     # builds the image (benchmark.data.grey_table); the percentile reads a histogram.
     counts = value_counts(index, values.size) if _needs_percentile(ds) else None
-    return _monochrome_to_unit(values, counts, ds, photometric, path)[index]
+    return gather(_monochrome_to_unit(values, counts, ds, photometric, path), index)
 
 
 def _monochrome_to_unit(arr: np.ndarray, counts: np.ndarray | None, ds: pydicom.Dataset, photometric: str,

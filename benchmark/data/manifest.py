@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmark.errors import DataError
-from benchmark.labels import canonicalize_labels
+from benchmark.core.errors import DataError
+from benchmark.core.labels import canonicalize_labels
 
 REQUIRED = ("path", "label")
 OPTIONAL = ("image_id", "patient_id", "study_id", "site", "view", "lung_mask", "boxes", "split")
@@ -144,7 +144,7 @@ def _record_lines(path: Path, n: int) -> tuple[int, ...] | None:
 
 def patient_labels(table: pd.DataFrame) -> pd.Series:
     """Each patient's most frequent label (ties: the first in canonical order)."""
-    from benchmark.labels import CLASSES
+    from benchmark.core.labels import CLASSES
 
     order = {c: i for i, c in enumerate(CLASSES)}
     counts = table.groupby(["patient_id", "label"]).size().reset_index(name="n")

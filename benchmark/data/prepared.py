@@ -34,7 +34,7 @@ import numpy as np
 
 from benchmark.data.dataset import Dataset
 from benchmark.data.geometry import Letterbox, letterbox, resize_image, resize_mask, transform_boxes
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 PREPARED_VERSION = "2"  # bump when stored pixels would differ for the same inputs (2: row checksums)
 MIN_SIZE, MAX_SIZE = 32, 4096
@@ -103,7 +103,7 @@ class PreparedStore:
         return np.asarray(raw, dtype=bool)
 
     def _check(self, i: int, which: int, raw: np.ndarray, name: str) -> None:
-        from benchmark.store import VERIFY
+        from benchmark.execution.store import VERIFY
 
         if VERIFY and zlib.crc32(memoryview(raw).cast("B")) != int(self.crc[i, which]):
             raise DamagedRow(f"{self.path / name}: row {i} does not match its checksum")

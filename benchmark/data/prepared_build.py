@@ -16,7 +16,7 @@ import numpy as np
 
 from benchmark.data.dataset import Dataset
 from benchmark.data.geometry import letterbox, resize_image, resize_mask
-from benchmark.progress import advance_bar, progress_bar
+from benchmark.core.progress import advance_bar, progress_bar
 from benchmark.data.prepared import (
     MAX_SIZE,
     MIN_SIZE,
@@ -25,7 +25,7 @@ from benchmark.data.prepared import (
     decode_settings,
     store_path,
 )
-from benchmark.errors import CxrbenchError, DataError
+from benchmark.core.errors import CxrbenchError, DataError
 
 
 @dataclass
@@ -152,7 +152,7 @@ def _decode_rows(source, todo: np.ndarray, work: Path, size: int, with_masks: bo
 
 def _decode_chunk(source, rows: np.ndarray, work: Path, size: int, with_masks: bool) -> list:
     """Decode rows into the store's arrays (opened here, so a worker process writes directly)."""
-    from benchmark.phash import pixel_digest
+    from benchmark.audit.phash import pixel_digest
 
     images = np.load(work / "images.npy", mmap_mode="r+")
     masks = np.load(work / "masks.npy", mmap_mode="r+") if with_masks else None

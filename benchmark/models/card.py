@@ -13,8 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from benchmark.errors import CardError, CheckpointError
-from benchmark.labels import map_model_classes
+from benchmark.core.errors import CardError, CheckpointError
+from benchmark.core.labels import map_model_classes
 
 FORMATS: tuple[str, ...] = ("export", "torchscript", "safetensors", "state_dict", "onnx", "pickle")
 OUTPUTS: tuple[str, ...] = ("logits", "probabilities")
@@ -72,7 +72,7 @@ class ModelCard:
     input: InputSpec
     architecture: str | None = None
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    # Canonical index (into benchmark.labels.CLASSES) of each model output; derived from `classes`.
+    # Canonical index (into benchmark.core.labels.CLASSES) of each model output; derived from `classes`.
     class_index: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.labels import CLASSES
+from benchmark.core.labels import CLASSES
 from benchmark.models.output_checks import CONSTANT_SPREAD, output_spread
 
 PER_CLASS = 2  # synth images of each class: clearly different images, two of a kind
@@ -56,7 +56,7 @@ def _synth_batch(card: Any, seed: int):
     import torch
 
     from benchmark.data.dataset import resolve_dataset
-    from benchmark.forward import _Prepared
+    from benchmark.execution.forward import _Prepared
 
     dataset = resolve_dataset(f"synth:n_patients=16,seed={seed}")
     labels = dataset.table["label"].to_numpy()

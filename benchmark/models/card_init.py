@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import CardError, CheckpointError
+from benchmark.core.errors import CardError, CheckpointError
 from benchmark.models.card import CARD_SUFFIX, FILL_IN, FOLDER_CARD
 from benchmark.models.loaders_sniff import EXPORT, PICKLE, SAFETENSORS, TORCHSCRIPT, sniff_format
 
@@ -107,7 +107,7 @@ def _from_weights(weights: Path, architecture: str | None, draft: CardDraft) -> 
 def init_card(checkpoint: Path, *, architecture: str | None = None, classes: list[str] | None = None,
               force: bool = False) -> CardDraft:
     """Write the card skeleton beside `checkpoint` (X.card.json, or card.json in a folder)."""
-    from benchmark.labels import map_model_classes
+    from benchmark.core.labels import map_model_classes
     from benchmark.models import timm_folder
 
     checkpoint = Path(checkpoint)

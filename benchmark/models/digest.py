@@ -8,7 +8,7 @@ from benchmark.models.card import ModelCard
 
 def weights_digest(weights: Path, card: ModelCard | None = None) -> str:
     """sha256 of everything the model reads: the weights file, and for ONNX its external data."""
-    from benchmark.hashing import sha256_file
+    from benchmark.core.hashing import sha256_file
 
     digest = sha256_file(weights)
     if (card is None or card.format == "onnx") and weights.suffix.lower() == ".onnx":

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.errors import ModelOutputError
-from benchmark.labels import CLASSES
+from benchmark.core.errors import ModelOutputError
+from benchmark.core.labels import CLASSES
 from benchmark.models.card import ModelCard, load_card, model_fingerprint, preprocessing_key
 from benchmark.models.digest import weights_digest
 from benchmark.models.loaders import ModuleLike, load_module
@@ -35,7 +35,7 @@ def _rows(mask: torch.Tensor) -> str:
 
 
 class LoadedModel:
-    """`predict` returns float64 [B, 4] probabilities in the order of benchmark.labels.CLASSES."""
+    """`predict` returns float64 [B, 4] probabilities in the order of benchmark.core.labels.CLASSES."""
 
     def __init__(self, card: ModelCard, module: ModuleLike, *, sha256: str,
                  weights_path: str | Path | None = None, device: str | torch.device = "cpu",

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from benchmark.errors import CardError, CheckpointError
+from benchmark.core.errors import CardError, CheckpointError
 from benchmark.models.card import ModelCard
 from benchmark.models.loaders_sniff import (
     EXPORT, PICKLE, SAFETENSORS, TORCHSCRIPT, check_zip_members, is_tensor_global,

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmark.errors import CheckpointError
+from benchmark.core.errors import CheckpointError
 
 _NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16,
                 "tensor(double)": np.float64}

@@ -14,7 +14,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmark.errors import CheckpointError
+from benchmark.core.errors import CheckpointError
 
 # What `sniff_format` can answer.
 TORCHSCRIPT, EXPORT, PICKLE, SAFETENSORS, ZIP, UNKNOWN = (

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from benchmark.errors import ModelWarning
+from benchmark.core.errors import ModelWarning
 
 # Below this, the largest per-class range of probabilities across clearly different images is
 # "nearly constant": a working classifier on chest X-rays moves some class by far more than 1%.

@@ -26,7 +26,7 @@ def card_json(name: str = "reference") -> dict:
 
 def reference_checkpoint(**_: object) -> Path:
     """The registered `reference` model: a checkpoint folder loaded like any submitted one."""
-    from benchmark.errors import CheckpointError
+    from benchmark.core.errors import CheckpointError
 
     if not (ASSET_DIR / "card.json").is_file():
         raise CheckpointError("the shipped reference checkpoint is missing; recreate it with "

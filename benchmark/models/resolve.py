@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import CheckpointError
+from benchmark.core.errors import CheckpointError
 from benchmark.models.card import ModelCard, load_card, model_fingerprint, preprocessing_key
 from benchmark.models.digest import weights_digest
-from benchmark.registry import MODELS
+from benchmark.core.registry import MODELS
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from benchmark.errors import CheckpointError
+from benchmark.core.errors import CheckpointError
 from benchmark.models.loaders_sniff import pickle_globals_of_file
 
 RESAVE_HINT = ("re-save only the weights: torch.save(model.state_dict(), PATH) or "

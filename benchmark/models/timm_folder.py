@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import CardError
+from benchmark.core.errors import CardError
 
 CONFIG = "config.json"
 # Keyword arguments a card may pass to timm.create_model. A fixed list because others, such as
@@ -105,7 +105,7 @@ def card_from_config(folder: Path) -> dict[str, Any]:
 
 
 def weights_for(folder: Path, fmt: str) -> Path:
-    from benchmark.errors import CheckpointError
+    from benchmark.core.errors import CheckpointError
 
     name = WEIGHTS.get(fmt)
     if name is None or not (Path(folder) / name).is_file():

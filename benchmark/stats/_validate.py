@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 
 
 def labels_array(y, *, name: str = "y", n_classes: int | None = None) -> np.ndarray:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 from benchmark.stats.intervals import (
     bca_interval,
     jackknife_acceleration,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 from benchmark.stats.bootstrap import json_float
 
 ADJUST_METHODS = ("holm", "fdr_bh")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import ndtr  # the normal CDF; lighter to import than scipy.stats
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 from benchmark.stats import _validate as v
 from benchmark.stats.bootstrap import json_float
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 from benchmark.stats.bootstrap import (
     DEFAULT_CONFIG,
     BootstrapConfig,

@@ -22,7 +22,7 @@ import math
 import numpy as np
 from scipy.special import ndtri  # the normal quantile; lighter to import than scipy.stats
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 from benchmark.stats.bootstrap import DEFAULT_CONFIG, BootstrapConfig, BootstrapResult, bootstrap
 from benchmark.stats.paired import paired_replicates
 from benchmark.stats.weighted import StatFn

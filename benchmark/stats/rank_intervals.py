@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 from benchmark.stats.bootstrap import DEFAULT_CONFIG, BootstrapConfig, check_inputs, replicate_weights
 from benchmark.stats.resample import make_units
 from benchmark.stats.weighted import StatFn

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 from benchmark.stats import _validate as v
 
 

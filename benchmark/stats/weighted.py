@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 from benchmark.stats import _validate as v
 from benchmark.stats.binsum import bin_sums, block_index, block_rows
 from benchmark.stats.calibration import adaptive_ece, fixed_bin_metrics

@@ -1,6 +1,6 @@
 """Dataset adapters: public COVID-19 CXR collections in their original layouts -> DESIGN's manifest.
 
-Each module exposes `<name>_dataset(path)`, registered lazily in `benchmark.builtins` under DATASETS,
+Each module exposes `<name>_dataset(path)`, registered lazily in `benchmark.core.builtins` under DATASETS,
 so `--data siim:/data/siim` imports no adapter until it is used. This package module stays light
 (the CLI imports it at start-up for the warning filter).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 
-from benchmark.errors import UserFacingWarning
+from benchmark.core.errors import UserFacingWarning
 
 ADAPTERS = ("siim", "covidx", "covidqu", "bimcv", "ricord")
 

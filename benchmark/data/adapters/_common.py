@@ -23,7 +23,7 @@ import pandas as pd
 from benchmark.data.adapters import DataWarning
 from benchmark.data.dataset import Dataset, FileSource
 from benchmark.data.manifest import Manifest, table_sha256, validate_table
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 
 def adapter_root(arg: str | None, adapter: str, *, files_ok: bool = False) -> Path:
@@ -99,7 +99,7 @@ def _counts(counts: Counter) -> str:
 
 
 def _report_path(adapter: str, root: Path) -> Path:
-    from benchmark.store import default_cache_dir
+    from benchmark.execution.store import default_cache_dir
 
     digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", root.name).strip("-") or "root"
@@ -169,7 +169,7 @@ def _tag_text(value: object) -> str:
 
 
 def _header_cache_path(root: Path) -> Path:
-    from benchmark.store import default_cache_dir
+    from benchmark.execution.store import default_cache_dir
 
     digest = hashlib.sha256(f"{_HEADER_CACHE_VERSION}:{root}".encode()).hexdigest()[:16]
     return default_cache_dir() / "headers" / f"{digest}.json"
@@ -223,7 +223,7 @@ def boxes_from_mask(mask) -> list[list[float]]:
 def mask_boxes_cached(paths: Sequence[Path], root: Path) -> list[list[list[float]] | str]:
     """`boxes_from_mask` of each mask file (or the error text), cached per file like headers."""
     from benchmark.data.images import decode_mask
-    from benchmark.store import default_cache_dir
+    from benchmark.execution.store import default_cache_dir
 
     digest = hashlib.sha256(f"boxes{_HEADER_CACHE_VERSION}:{root}".encode()).hexdigest()[:16]
     cache_file = default_cache_dir() / "headers" / f"{digest}-boxes.json"

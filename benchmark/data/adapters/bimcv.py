@@ -31,7 +31,7 @@ from benchmark.data.adapters._common import (
     site_and_scanner,
 )
 from benchmark.data.dataset import Dataset
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 COVID = {"covid 19"}
 COVID_UNCERTAIN = {"covid 19 uncertain"}

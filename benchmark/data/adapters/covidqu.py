@@ -24,7 +24,7 @@ from benchmark.data.adapters._common import (
     relpath,
 )
 from benchmark.data.dataset import Dataset
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 CLASS_MAP = {"covid-19": "typical", "non-covid": "atypical", "normal": "negative"}
 SPLITS = {"train": "train", "val": "val", "test": "test"}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from benchmark.data.adapters._common import SkipLog, adapter_root, build_dataset, find_files, relpath
 from benchmark.data.dataset import Dataset
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 CLASS_MAP = {
     "covid-19": "typical", "covid19": "typical", "covid": "typical", "positive": "typical",

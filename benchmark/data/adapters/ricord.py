@@ -27,8 +27,8 @@ from benchmark.data.adapters._common import (
     site_and_scanner,
 )
 from benchmark.data.dataset import Dataset
-from benchmark.errors import DataError
-from benchmark.labels import CLASSES, canonical_class
+from benchmark.core.errors import DataError
+from benchmark.core.labels import CLASSES, canonical_class
 
 
 def ricord_dataset(arg: str | None = None) -> Dataset:

@@ -28,8 +28,8 @@ from benchmark.data.adapters._common import (
     site_and_scanner,
 )
 from benchmark.data.dataset import Dataset
-from benchmark.errors import DataError
-from benchmark.labels import canonical_class
+from benchmark.core.errors import DataError
+from benchmark.core.labels import canonical_class
 
 STUDY_CSV = "train_study_level.csv"
 IMAGE_CSV = "train_image_level.csv"

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 # Part of every cache key: bump it whenever the same config would render different pixels or rows.
 GENERATOR_VERSION = "1"

@@ -12,8 +12,8 @@ import pandas as pd
 from PIL import Image
 from scipy import ndimage
 
-from benchmark.errors import DataError
-from benchmark.labels import CLASSES
+from benchmark.core.errors import DataError
+from benchmark.core.labels import CLASSES
 
 from .acquire import expose, overlay
 from .anatomy import Anatomy, sample_anatomy

@@ -6,7 +6,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from benchmark.labels import CLASSES
+from benchmark.core.labels import CLASSES
 
 from .canvas import frozen
 

@@ -10,7 +10,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from benchmark.labels import CLASSES
+from benchmark.core.labels import CLASSES
 
 from .config import TAG_SITE, site_name
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from benchmark.labels import CLASSES
+from benchmark.core.labels import CLASSES
 
 from .canvas import frozen
 from .config import TAG_TABLE, SynthConfig, site_name

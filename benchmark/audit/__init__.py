@@ -1,0 +1,1 @@
+"""Leakage audit: duplicate and near-duplicate images and patients across splits and datasets."""

@@ -1,0 +1,1 @@
+"""The harness's foundations: the registry, labels, errors, hashing and the suite contract."""

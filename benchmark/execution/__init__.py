@@ -1,0 +1,1 @@
+"""Running models: plans, forward passes, the prediction store, shards, Ray and merges."""

@@ -1,0 +1,1 @@
+"""Views: deterministic transforms of the canonical batch (clean, mask perturbations, acquisition shifts)."""
