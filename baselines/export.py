@@ -13,6 +13,7 @@ from torch import nn
 from baselines.augment import MEAN, STD
 from baselines.config import TrainConfig
 from benchmark.core.errors import CxrbenchError
+from benchmark.core.files import atomic_path
 from benchmark.core.labels import CLASSES
 from benchmark.models.card import FOLDER_CARD, WEIGHT_SUFFIXES, parse_card
 
@@ -75,9 +76,8 @@ def export(out: Path, model: nn.Module, *, cfg: TrainConfig, architecture: str, 
 
 
 def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors writes owner-only; a checkpoint is meant to be shared
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # safetensors writes owner-only; a checkpoint is meant to be shared

@@ -15,17 +15,6 @@ from benchmark.reporting.report import script_json
 TEMPLATES = Path(__file__).parent / "templates"
 
 
-def finite(obj: Any) -> Any:
-    """JSON-safe for the page: NaN and infinities (which Python's json reads) become null."""
-    if isinstance(obj, dict):
-        return {str(k): finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def esc(x: Any) -> str:
     return escape(str(x), quote=True)
 
@@ -116,7 +105,7 @@ class Figures:
 
         div = f"fig-{len(self.items)}"
         fig = safe_figure(fig)
-        self.items.append({"div": div, "data": finite(fig["data"]), "layout": finite(fig["layout"])})
+        self.items.append({"div": div, "data": fig["data"], "layout": fig["layout"]})  # script_json cleans
         cap = f"<figcaption>{esc(caption)}</figcaption>" if caption else ""
         return f"<figure><div class=plot id='{div}'></div>{cap}</figure>"
 

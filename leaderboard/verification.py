@@ -17,6 +17,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from benchmark.reporting.verify import VerifyReport, verify_run
+from benchmark.core.files import atomic_write_text
 
 FILES = ("result.json", "predictions.parquet", "manifest.parquet", "embeddings.npz")
 SMALL = 3  # entries verified in this process when no job count is given
@@ -50,9 +51,7 @@ def _cached(root: Path, key: str, run_dir: Path) -> VerifyReport | None:
 
 def _store(root: Path, key: str, report: VerifyReport) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".{key}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(report.to_json()), encoding="utf-8")
-    os.replace(tmp, root / f"{key}.json")
+    atomic_write_text(root / f"{key}.json", json.dumps(report.to_json()))
 
 
 def verify_entries(run_dirs: dict[str, Path], *, cache_dir: Path, jobs: int | None = None) -> dict[str, VerifyReport]:

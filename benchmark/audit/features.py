@@ -2,7 +2,6 @@
 when one is current (no decoding), else decoded; cached by manifest and file fingerprints."""
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import CxrbenchError, DataError
+from benchmark.core.files import atomic_path
 from benchmark.audit.phash import THUMB, fingerprint, pixel_digest
 
 AUDIT_VERSION = "1"  # bump when features would differ for the same pixels
@@ -86,10 +86,8 @@ def _load(path: Path, n: int) -> dict[str, np.ndarray]:
 
 def _save(path: Path, rows: dict[str, np.ndarray]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **rows)
-    os.replace(tmp, path)
 
 
 _STATE: dict = {}

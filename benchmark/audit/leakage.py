@@ -225,13 +225,11 @@ def _near_pairs(a: Features, b: Features | None, settings: AuditSettings) -> lis
 
 def write_audit(report: AuditReport, out_dir: Path) -> tuple[Path, Path]:
     """audit.json and audit.txt in out_dir (written atomically)."""
-    import os
+    from benchmark.core.files import atomic_write_text
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = (out_dir / "audit.json", out_dir / "audit.txt")
     for path, text in zip(paths, (json.dumps(report.to_json(), indent=2) + "\n", report.text())):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     return paths

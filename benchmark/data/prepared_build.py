@@ -26,6 +26,7 @@ from benchmark.data.prepared import (
     store_path,
 )
 from benchmark.core.errors import CxrbenchError, DataError
+from benchmark.core.files import atomic_path
 
 
 @dataclass
@@ -117,10 +118,8 @@ def _rows_of(old: PreparedStore | None, n: int) -> dict[str, np.ndarray]:
 
 
 def _write_rows(work: Path, rows: dict[str, np.ndarray]) -> None:
-    tmp = work / f".rows.{os.getpid()}.tmp"
-    with open(tmp, "wb") as fh:
+    with atomic_path(work / "rows.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **rows)
-    os.replace(tmp, work / "rows.npz")
 
 
 def _decode_rows(source, todo: np.ndarray, work: Path, size: int, with_masks: bool, workers: int,

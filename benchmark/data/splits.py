@@ -18,6 +18,7 @@ import pandas as pd
 
 from benchmark.data.manifest import patient_labels
 from benchmark.core.errors import DataError
+from benchmark.core.files import atomic_path
 from benchmark.core.labels import CLASSES
 
 SPLITS = ("train", "val", "test")
@@ -118,9 +119,8 @@ def write_splits(dataset, site: str, out: Path, *, val_fraction: float = 0.2, se
             if col in t.columns:
                 t[col] = [_relocate(v, manifest.root, target) for v in t[col]]
         path = out / f"{name}.csv"
-        tmp = out / f".{name}.csv.tmp"
-        t.to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            t.to_csv(tmp, index=False)
         paths[name], counts[name] = path, _counts(t)
     summary = {"source": dataset.name, "manifest_sha256": manifest.sha256, "left_out_site": site,
                "val_fraction": val_fraction, "seed": seed, "dropped_images": split.dropped, "counts": counts}

@@ -8,12 +8,12 @@ the submitter's machine, not the data.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 
 from benchmark.core.errors import CxrbenchError
+from benchmark.core.files import atomic_path
 
 FILE_NAME = "manifest.parquet"
 # What the built-in suites look up in the manifest, plus identity columns.
@@ -30,16 +30,14 @@ def write_run_manifest(run_dir: Path, manifest: pd.DataFrame, group_by: str = "s
     """manifest.parquet, or None when a column cannot be stored as it is (converting it could change
     what a recomputation sees, so `verify` then says it cannot verify rather than guess)."""
     path = Path(run_dir) / FILE_NAME
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     frame = manifest[suite_columns(manifest, group_by)].reset_index(drop=True)
     if "boxes" in frame.columns:  # suites count only JSON text here; anything else reads as absent
         frame["boxes"] = frame["boxes"].map(lambda v: v if isinstance(v, str) else None).astype(object)
     try:
-        frame.to_parquet(tmp, index=False)
+        with atomic_path(path) as tmp:
+            frame.to_parquet(tmp, index=False)
     except Exception:  # noqa: BLE001 - a column parquet cannot hold (mixed types): the run goes on unverifiable
-        tmp.unlink(missing_ok=True)
         return None
-    os.replace(tmp, path)
     return path
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.core.files import atomic_path
+
 STORE_VERSION = "2"  # bump when the meaning of cached predictions changes (2: pieces carry checksums)
 # Check each piece's checksum (and each prepared-store row's CRC) on read. CXRBENCH_VERIFY_CACHE=0
 # turns it off only so that perf/cache_verify.py can measure what it costs.
@@ -64,10 +66,8 @@ def save_piece(path: Path, rows: np.ndarray | None, probs: np.ndarray, fp: np.nd
     if rows is not None:
         arrays["rows"] = np.asarray(rows, dtype=np.int64)
     rows_ = arrays.get("rows", np.arange(len(arrays["fp"]), dtype=np.int64))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays, sum=piece_checksum(rows_, arrays["probs"], arrays["fp"]))
-    os.replace(tmp, path)
 
 
 def read_piece(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:

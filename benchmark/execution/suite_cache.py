@@ -13,13 +13,14 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from benchmark.core.files import atomic_write_text
 
 
 def suite_key(name: str, fn: Any, predictions: pd.DataFrame, manifest_sha256: str, config: Any) -> str:
@@ -51,9 +52,7 @@ class SuiteCache:
 
     def put(self, key: str, result: dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{key}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(result))
-        os.replace(tmp, self.root / f"{key}.json")
+        atomic_write_text(self.root / f"{key}.json", json.dumps(result))
 
 
 def _frame_digest(frame: pd.DataFrame) -> bytes:

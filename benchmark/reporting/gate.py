@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import CxrbenchError
+from benchmark.reporting.numbers import value_ci
 
 BOUNDS = {"lower": "lower end of CI", "upper": "upper end of CI", "value": "point value"}
 CHECK_KEYS = ("metric", "bound", "min", "max", "reason")
@@ -243,10 +244,6 @@ def run_gate(run_dir: str | Path, policy: str | Path) -> GateReport:
 
 # --- outputs ----------------------------------------------------------------------------------------
 
-def _f(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
-
-
 def _xml_text(s: str) -> str:
     """XML 1.0 cannot carry most control characters, whatever the escaping."""
     return re.sub(r"[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]", "?", s)
@@ -289,7 +286,7 @@ def markdown_summary(report: GateReport) -> str:
              "|---|---|---|---:|---|---|---|"]
     for r in report.results:
         lines.append(f"| {'pass' if r.passed else '**FAIL**'} | {_md(r.check.metric)} | {BOUNDS[r.check.bound]} | "
-                     f"{r.observed:.3f} | {_md(r.check.threshold)} | {_f(r.value)} [{_f(r.ci[0])}, {_f(r.ci[1])}] | "
+                     f"{r.observed:.3f} | {_md(r.check.threshold)} | {value_ci(r.value, r.ci)} | "
                      f"{_md(r.check.reason or '')} |")
     return "\n".join(lines) + "\n"
 
@@ -309,5 +306,5 @@ def gate_table(report: GateReport) -> Any:
         table.add_row(Text("pass", style="green") if r.passed else Text("FAIL", style="bold red"),
                       Text(terminal_safe(r.check.metric)), BOUNDS[r.check.bound], f"{r.observed:.3f}",
                       r.check.threshold,
-                      Text(f"{_f(r.value)} [{_f(r.ci[0])}, {_f(r.ci[1])}]"))
+                      Text(value_ci(r.value, r.ci)))
     return table

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.reporting.report_panel import PANEL_CSS, verdict_panel
-from benchmark.reporting.results import atomic_write_text, json_safe
+from benchmark.core.files import atomic_write_text
+from benchmark.core.jsonsafe import json_safe
 
 PLOTLY_FILE = "plotly.min.js"
 # The figures of the grid, in reading order: (suite, figure).

@@ -7,6 +7,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from benchmark.reporting.numbers import ci_text, num, value_ci
+
 HEADLINES = {
     "subtype": ("accuracy", "balanced_accuracy", "macro_f1", "kappa", "mcc", "macro_auroc", "map",
                 "pneumonia_auroc"),
@@ -18,10 +20,6 @@ HEADLINES = {
                  "border_retention", "corners_retention"),
     "robustness": ("clean_macro_f1", "robust_macro_f1", "robust_macro_f1_drop"),
 }
-
-
-def _fmt(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
 
 
 def print_summary(console: Console, outcome) -> None:
@@ -51,7 +49,7 @@ def print_summary(console: Console, outcome) -> None:
         for name in names:
             m = body["metrics"].get(name)
             if m is not None:
-                table.add_row(escape(name), _fmt(m["value"]), escape(f"[{_fmt(m['ci'][0])}, {_fmt(m['ci'][1])}]"))
+                table.add_row(escape(name), num(m["value"]), escape(ci_text(m["ci"])))
         console.print(table)
     console.print(f"wrote {outcome.run_dir}/result.json, predictions.parquet, report.html", markup=False,
                   highlight=False)
@@ -79,8 +77,7 @@ def print_verdict(console: Console, result: dict, run_dir=None) -> None:
     style = {"pass": "bold green", "fail": "bold red", "unusable": "bold yellow"}[v.outcome]
     console.print(Text(f"verdict: {v.summary}", style=style))
     for c in v.failed:
-        text = (f"{c.compared} {_fmt(c.observed)}, required {c.required}; value {_fmt(c.value)} "
-                f"[{_fmt(c.ci[0])}, {_fmt(c.ci[1])}]")
+        text = f"{c.compared} {num(c.observed)}, required {c.required}; value {value_ci(c.value, c.ci)}"
         console.print(Text.assemble(("  FAIL ", style), f"{safe(c.metric)}: {text}"))
     # Checks unusable for one reason (e.g. too few patients for any CI) are said once, not per check.
     reasons: dict[str, list[str]] = {}
@@ -95,7 +92,7 @@ def print_verdict(console: Console, result: dict, run_dir=None) -> None:
                        else "  shortcut: not run (add shortcut to --suites)"))
     for h in v.headlines:
         where = f" ({safe(h.note)})" if h.note else ""
-        console.print(Text(f"  {h.label}{where}: {_fmt(h.value)} [{_fmt(h.ci[0])}, {_fmt(h.ci[1])}]"))
+        console.print(Text(f"  {h.label}{where}: {value_ci(h.value, h.ci)}"))
     for w in v.warnings:
         console.print(Text.assemble(("  warning: ", "bold yellow"), safe(w)))
 

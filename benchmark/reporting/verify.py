@@ -23,6 +23,7 @@ from typing import Any
 
 from benchmark import METRIC_CODE_VERSION
 from benchmark.core.errors import CxrbenchError
+from benchmark.reporting.numbers import metric_text
 
 TOLERANCE = 1e-9
 MAX_RESAMPLES = 100_000
@@ -87,7 +88,8 @@ def verify_run(run_dir: str | Path, *, tolerance: float = TOLERANCE) -> VerifyRe
 
 
 def _verify(run_dir: Path, tol: float) -> VerifyReport:
-    from benchmark.reporting.results import json_safe, read_predictions, read_result
+    from benchmark.core.jsonsafe import json_safe
+    from benchmark.reporting.results import read_predictions, read_result
 
     result = read_result(run_dir)
     prov = result["provenance"]
@@ -241,8 +243,7 @@ def _jsonable(x: Any) -> Any:
 
 def _short(x: Any) -> str:
     if isinstance(x, dict) and "value" in x and "ci" in x:
-        ci = x.get("ci") or [None, None]
-        return f"{_num(x.get('value'))} [{_num(ci[0])}, {_num(ci[1])}]"
+        return metric_text(x, digits=6)  # a difference may lie in the fourth decimal
     text = _num(x) if isinstance(x, int | float) or x is None else json.dumps(_jsonable(x))
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -7,13 +7,13 @@ benchmark.stats.intervals for the interval methods and benchmark.stats.resample 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from benchmark.core.errors import CxrbenchError
+from benchmark.core.jsonsafe import finite
 from benchmark.stats.intervals import (
     bca_interval,
     jackknife_acceleration,
@@ -29,11 +29,6 @@ from benchmark.stats.resample import (
 from benchmark.stats.weighted import StatFn
 
 METHODS = ("percentile", "bca")
-
-
-def json_float(x: float | None) -> float | None:
-    """A float for JSON: NaN and infinities become None (null)."""
-    return None if x is None or not math.isfinite(x) else float(x)
 
 
 @dataclass(frozen=True)
@@ -75,7 +70,7 @@ class Estimate:
     ci: tuple[float, float]
 
     def to_json(self) -> dict:
-        return {"value": json_float(self.value), "ci": [json_float(self.ci[0]), json_float(self.ci[1])]}
+        return {"value": finite(self.value), "ci": [finite(self.ci[0]), finite(self.ci[1])]}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.core.errors import CxrbenchError
-from benchmark.stats.bootstrap import json_float
+from benchmark.core.jsonsafe import finite as json_float
 
 ADJUST_METHODS = ("holm", "fdr_bh")
 

@@ -28,7 +28,7 @@ from scipy.special import ndtr  # the normal CDF; lighter to import than scipy.s
 
 from benchmark.core.errors import CxrbenchError
 from benchmark.stats import _validate as v
-from benchmark.stats.bootstrap import json_float
+from benchmark.core.jsonsafe import finite as json_float
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.core.errors import CxrbenchError
+from benchmark.core.jsonsafe import finite as json_float
 from benchmark.stats.bootstrap import (
     DEFAULT_CONFIG,
     BootstrapConfig,
     check_inputs,
     interval,
     jackknife_stats,
-    json_float,
     point_estimate,
     replicate_weights,
 )

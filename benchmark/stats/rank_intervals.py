@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmark.core.errors import CxrbenchError
+from benchmark.core.jsonsafe import finite
 from benchmark.stats.bootstrap import DEFAULT_CONFIG, BootstrapConfig, check_inputs, replicate_weights
 from benchmark.stats.resample import make_units
 from benchmark.stats.weighted import StatFn
@@ -31,7 +32,7 @@ class RankInterval:
 
     def to_json(self) -> dict:
         return {"rank": self.rank, "ci": [self.ci[0], self.ci[1]], "p_best": self.p_best,
-                "value": None if not np.isfinite(self.value) else float(self.value)}
+                "value": finite(self.value)}
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ keeps them in `embeddings.npz` (image ids + float32 matrix) beside `predictions.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from benchmark.core.files import atomic_path
 
 EMBEDDING_VIEW = "embedding"
 FILE_NAME = "embeddings.npz"
@@ -29,10 +30,8 @@ def embedding_frame(image_ids, values: np.ndarray) -> pd.DataFrame | None:
 
 def write_embeddings(run_dir: Path, frame: pd.DataFrame) -> Path:
     path = Path(run_dir) / FILE_NAME
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, image_id=frame.index.to_numpy(dtype=str), values=frame.to_numpy(dtype=np.float32))
-    os.replace(tmp, path)
     return path
 
 

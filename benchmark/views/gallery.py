@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.core.files import atomic_write_text
+
 GALLERY_VERSION = "1"
 MAX_SIDE = 96       # pixels per picture in the report
 SEARCH_ROWS = 50    # rows looked at for one with lesion boxes
@@ -95,9 +97,7 @@ def gallery(dataset, views: Sequence[str], *, size, keep_aspect: bool, seed: int
     shown = render_views(dataset, views, size=size, keep_aspect=keep_aspect, seed=seed)
     data = {"image_id": shown["image_id"], "pngs": {v: _png(img) for v, img in shown["images"].items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(data))
     return data
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import warnings
 from collections import Counter
@@ -24,6 +23,7 @@ from benchmark.data.adapters import DataWarning
 from benchmark.data.dataset import Dataset, FileSource
 from benchmark.data.manifest import Manifest, table_sha256, validate_table
 from benchmark.core.errors import DataError
+from benchmark.core.files import atomic_path, atomic_write_text
 
 
 def adapter_root(arg: str | None, adapter: str, *, files_ok: bool = False) -> Path:
@@ -78,9 +78,8 @@ class SkipLog:
             return None
         path = _report_path(self.adapter, self.root)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        pd.DataFrame(entries, columns=["reason", "name", "detail", "outcome"]).to_csv(tmp, index=False)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            pd.DataFrame(entries, columns=["reason", "name", "detail", "outcome"]).to_csv(tmp, index=False)
         parts = []
         if self.rows:
             counts = Counter(r for r, _, _ in self.rows)
@@ -184,9 +183,7 @@ def _load_json(path: Path) -> dict:
 
 def _save_json(path: Path, data: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data))
 
 
 def site_and_scanner(tags: dict[str, str]) -> tuple[str | None, str | None]:

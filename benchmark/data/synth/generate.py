@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +12,7 @@ from PIL import Image
 from scipy import ndimage
 
 from benchmark.core.errors import DataError
+from benchmark.core.files import atomic_path
 from benchmark.core.labels import CLASSES
 
 from .acquire import expose, overlay
@@ -146,9 +146,8 @@ def write_synth(cfg: SynthConfig, out_dir: Path, *, workers: int = 1) -> Path:
         {"config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__}, "key": cfg.key(),
          "generator_version": GENERATOR_VERSION}, indent=2))
     path = out_dir / "manifest.csv"
-    tmp = out_dir / "manifest.csv.tmp"
-    manifest.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        manifest.to_csv(tmp, index=False)
     return path
 
 
