@@ -1,4 +1,4 @@
-"""Decode DICOM, PNG and JPEG files into the canonical image (see DESIGN.md, "Canonical image").
+"""Decode DICOM, PNG and JPEG files into the canonical image (README, "Data").
 
 The canonical image is float32 [H, W] in [0, 1] with 0 = air (dark) and 1 = bone/metal (bright).
 Every failure a user can cause surfaces as a one-line `DataError` naming the file.

@@ -1,6 +1,6 @@
 """The dataset manifest: one validated table, whatever layout the data came in.
 
-Columns follow DESIGN's generic CSV form. `image_id` is added (the path without its suffix when the
+Columns follow the README's generic manifest ("Data"). `image_id` is added (the path without its suffix when the
 manifest has none) because predictions, caches and paired comparisons are keyed by it.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def table_sha256(table: pd.DataFrame) -> str:
 
 
 def validate_table(raw: pd.DataFrame, *, where: str) -> tuple[pd.DataFrame, frozenset[str]]:
-    """Check DESIGN's columns, canonicalize labels and fill the optional columns.
+    """Check the README's manifest columns ("Data"), canonicalize labels and fill the optional columns.
 
     Errors name the manifest and, where there is one, the row (as a 1-based CSV line number).
     """

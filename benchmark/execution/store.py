@@ -114,11 +114,13 @@ class StoreEntry:
     """Predictions of one (model, dataset, view): `probs.npy` when complete, batch files until then.
 
     `fingerprints` holds one int64 per row describing the pixels' source now; stored rows whose
-    fingerprint differs are treated as missing.
+    fingerprint differs are treated as missing. `width` is the number of columns of a row: 4
+    probabilities, or None for an embedding, whose width only its stored rows tell.
     """
 
     path: Path
     fingerprints: np.ndarray
+    width: int | None = 4
 
     @property
     def n_rows(self) -> int:
@@ -184,8 +186,8 @@ class StoreEntry:
             keep = want[r]
             have_rows.append(r[keep])
             have_probs.append(p[keep])
-        if not have_rows:
-            return np.zeros(0, dtype=np.int64), np.zeros((0, 4))
+        if not have_rows:  # nothing stored yet: an embedding's width is not known (0 columns), never 4
+            return np.zeros(0, dtype=np.int64), np.zeros((0, self.width or 0))
         r, p = np.concatenate(have_rows), np.concatenate(have_probs)
         r, first = np.unique(r, return_index=True)
         return r, p[first]
@@ -216,8 +218,8 @@ class PredictionStore:
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root else default_cache_dir() / "predictions"
 
-    def entry(self, key: str, fingerprints: np.ndarray) -> StoreEntry:
-        return StoreEntry(self.root / key[:2] / key, np.asarray(fingerprints, dtype=np.int64))
+    def entry(self, key: str, fingerprints: np.ndarray, *, width: int | None = 4) -> StoreEntry:
+        return StoreEntry(self.root / key[:2] / key, np.asarray(fingerprints, dtype=np.int64), width)
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

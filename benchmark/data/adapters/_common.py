@@ -230,7 +230,7 @@ def mask_boxes_cached(paths: Sequence[Path], root: Path) -> list[list[list[float
 # --- the result ----------------------------------------------------------------------------------
 
 def build_dataset(name: str, rows: list[dict], root: Path, *, description: str) -> Dataset:
-    """Validate adapter rows as DESIGN's manifest (paths relative to `root`) and wrap them."""
+    """Validate adapter rows as the README's manifest (paths relative to `root`) and wrap them."""
     if not rows:
         raise DataError("no usable images", where=str(root))
     raw = pd.DataFrame(rows)

@@ -1,4 +1,4 @@
-"""Render one image from (config, index), and write a whole dataset in DESIGN's manifest form."""
+"""Render one image from (config, index), and write a whole dataset in the README's manifest form."""
 from __future__ import annotations
 
 import json
