@@ -115,6 +115,7 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
     ids = dataset.table["image_id"].to_numpy()
     bar = progress_bar(progress, len(missing), f"{model.card.name} on {dataset.name}")
     checked_outputs = False
+    stored = 0
     try:
         for rows, images, masks, boxes, errors in loader:
             bad = [e for e in errors if e]
@@ -154,9 +155,20 @@ def forward(model, dataset, todo: Sequence[str], entries, done, missing, *, batc
                 if spec != EMBEDDING_VIEW:  # forward_images counts predictions, as a run reports them
                     stats.forward_images += int(need.sum())
             advance_bar(bar, len(rows_np))
+            stored += len(rows_np)
+    except torch.cuda.OutOfMemoryError as exc:
+        raise _out_of_memory(model, batch_size, stored) from exc
     finally:
         if bar:
             bar[0].stop()
+
+
+def _out_of_memory(model, batch_size: int, stored: int) -> CxrbenchError:
+    """Device memory ran out outside the model's forward (a view on the GPU, the copy of a batch;
+    the forward itself halves its batch, benchmark.models.loaded): one line naming --batch-size."""
+    return CxrbenchError(f"out of {model.device.type} memory on a batch of {batch_size} images (the {stored} "
+                         "images before it are stored and will not be computed again): rerun with a smaller "
+                         "--batch-size", where="--batch-size")
 
 
 CHECK_IMAGES = 4  # images run both ways on the first fused batch

@@ -28,6 +28,26 @@ def _prepare(module: ModuleLike, device: torch.device) -> ModuleLike:
     return module
 
 
+class OutOfMemory(ModelOutputError):
+    """The model does not fit the device's memory even one image at a time."""
+
+
+def _free_cuda() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _concat(outs: list[Any]) -> Any:
+    """The pieces' outputs as one: arrays stacked, tuples item by item, None stays None."""
+    if len(outs) == 1:
+        return outs[0]
+    if isinstance(outs[0], tuple):
+        return tuple(_concat([o[k] for o in outs]) for k in range(len(outs[0])))
+    if any(o is None for o in outs):
+        return None
+    return np.concatenate(outs, axis=0)
+
+
 def _rows(mask: torch.Tensor) -> str:
     rows = torch.nonzero(mask).flatten().tolist()
     shown = ", ".join(str(r) for r in rows[:8])
@@ -51,6 +71,24 @@ class LoadedModel:
         self._mean = torch.tensor(card.input.mean, dtype=torch.float32, device=self.device).view(shape)
         self._std = torch.tensor(card.input.std, dtype=torch.float32, device=self.device).view(shape)
         self._index = torch.tensor(card.class_index, dtype=torch.long)
+        # Rows per forward call once the device ran out of memory (None: the whole batch). Kept for
+        # the rest of the run, so every later batch does not fail once before it fits.
+        self.max_rows: int | None = None
+
+    def to(self, device: str | torch.device) -> LoadedModel:
+        """This model on `device`, moved in place (a model registered in process is built before the
+        run knows its --device). A module its loader placed (torch.export) stays where it is."""
+        device = torch.device(device)
+        if device == self.device or not isinstance(self.module, torch.nn.Module):
+            return self
+        try:
+            self.module.eval()
+        except NotImplementedError:
+            return self
+        self.module = self.module.to(device)
+        self.device = device
+        self._mean, self._std = self._mean.to(device), self._std.to(device)
+        return self
 
     @property
     def name(self) -> str:
@@ -124,18 +162,44 @@ class LoadedModel:
         try:
             return fn(x)
         except torch.cuda.OutOfMemoryError:
-            raise  # the runner retries with smaller batches
+            raise  # _in_pieces halves the batch and retries
         except Exception as exc:
             raise ModelOutputError(
                 f"model {self.name!r} failed on a batch of shape {tuple(x.shape)}: "
                 f"{(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]} (a checkpoint "
                 "exported with a fixed batch size or input size fails like this)", where=where) from exc
 
+    def _in_pieces(self, call: Any, batch: torch.Tensor, where: str | None) -> Any:
+        """`call` on pieces of the batch of at most `max_rows` rows. When the device runs out of
+        memory the piece is halved and retried, down to one image; only then is it an error, one
+        line naming --batch-size (the batches already computed are in the prediction store)."""
+        n = int(batch.shape[0])
+        size = min(n, self.max_rows or n) or 1
+        outs, start = [], 0
+        while start < n:
+            try:
+                outs.append(call(batch[start:start + size]))
+            except torch.cuda.OutOfMemoryError as exc:
+                _free_cuda()
+                if size == 1:
+                    raise OutOfMemory(
+                        f"model {self.name!r} ran out of {self.device.type} memory even on one image at a "
+                        f"time (a batch of {n} was halved down to 1, so a smaller --batch-size does not help); "
+                        "free the device's memory or run with --device cpu",
+                        where=where) from exc
+                size = self.max_rows = max(1, size // 2)
+                continue
+            start += size
+        return _concat(outs) if outs else call(batch)
+
     def predict(self, batch: torch.Tensor, *, where: str | None = None) -> np.ndarray:
         """Canonical probabilities [B, 4]; classes the model does not predict get 0.
 
         `where` (e.g. "images 128-191") is put in front of any error message.
         """
+        return self._in_pieces(lambda b: self._predict(b, where), batch, where)
+
+    def _predict(self, batch: torch.Tensor, where: str | None) -> np.ndarray:
         with torch.inference_mode():
             return self._canonical(self._forward(self.module, batch, where), batch.shape[0], where)
 
@@ -156,6 +220,9 @@ class LoadedModel:
     def predict_and_embed(self, batch: torch.Tensor, *, where: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """`predict` and `embed` of one batch, from a single forward_features pass when the module
         allows it (so a run that needs both costs one pass), else from two."""
+        return self._in_pieces(lambda b: self._predict_and_embed(b, where), batch, where)
+
+    def _predict_and_embed(self, batch: torch.Tensor, where: str | None) -> tuple[np.ndarray, np.ndarray | None]:
         if not self.fuses_embedding:
             return self.predict(batch, where=where), self.embed(batch, where=where)
         with torch.inference_mode():
@@ -172,6 +239,9 @@ class LoadedModel:
         fn = getattr(self.module, "embed", None) or getattr(self.module, "forward_features", None)
         if fn is None:
             return None
+        return self._in_pieces(lambda b: self._embed(fn, b, where), batch, where)
+
+    def _embed(self, fn: Any, batch: torch.Tensor, where: str | None) -> np.ndarray:
         with torch.inference_mode():
             feats = self._forward(fn, batch, where)
             feats = self._pool(feats)

@@ -36,9 +36,12 @@ class ModelRef:
         return self._loaded
 
     def load(self, device: Any):
-        """The LoadedModel, loaded once."""
+        """The LoadedModel on `device`, loaded once. One registered in process was built before the
+        run knew its device: it is moved there (LoadedModel.to), so --device holds for it too."""
         if self._loaded is None:
             self._loaded = self._load(device)
+        elif device is not None and callable(getattr(self._loaded, "to", None)):
+            self._loaded = self._loaded.to(device)
         return self._loaded
 
 
