@@ -3,7 +3,8 @@ through the harness's own reader (benchmark.data.images); and the DICOM pixel li
 any decoding or inflating."""
 from __future__ import annotations
 
-import io
+import subprocess
+import sys
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -21,7 +22,7 @@ from pydicom.pixels import pixel_array
 from benchmark.data.dicom_codecs import PLUGIN_ORDER, PixelLimitError, decoders_for
 from benchmark.data.dicom_transcode import transcode
 from benchmark.data.images import decode_dicom_pixels, decode_image
-from benchmark.errors import CxrbenchError
+from benchmark.core.errors import CxrbenchError
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -169,30 +170,22 @@ def deflated_bomb(path: Path, rows: int, cols: int, pixel_bytes: int | None = No
     meta = FileMetaDataset()
     meta.TransferSyntaxUID = uid.DeflatedExplicitVRLittleEndian
     meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
-    head = io.BytesIO()
-    head.write(b"\0" * 128 + b"DICM")
-    write_file_meta_info(DicomBytesIO_for(head), meta)
-    body = DicomBytesIO()
-    body.is_little_endian, body.is_implicit_VR = True, False
+    meta_fp, body = DicomBytesIO(), DicomBytesIO()
+    for fp in (meta_fp, body):
+        fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_file_meta_info(meta_fp, meta)
     write_dataset(body, ds)
     n = rows * cols * 2 if pixel_bytes is None else pixel_bytes
     header = body.getvalue() + b"\xe0\x7f\x10\x00OW\0\0" + n.to_bytes(4, "little")
     z = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
     zeros = bytes(2**20)
     with path.open("wb") as fh:
-        fh.write(head.getvalue())
+        fh.write(b"\0" * 128 + b"DICM" + meta_fp.getvalue())
         fh.write(z.compress(header))
         for start in range(0, n, len(zeros)):
             fh.write(z.compress(zeros[: min(len(zeros), n - start)]))
         fh.write(z.flush())
     return path
-
-
-def DicomBytesIO_for(buffer: io.BytesIO):  # noqa: N802 - a writer view on a plain buffer
-    fp = DicomBytesIO()
-    fp.is_little_endian, fp.is_implicit_VR = True, False
-    fp.write = buffer.write  # type: ignore[method-assign]
-    return fp
 
 
 def test_deflated_bomb_refused_before_inflating(tmp_path):
@@ -209,6 +202,15 @@ def test_deflated_bomb_refused_before_inflating(tmp_path):
     assert message == (f"{path}: too many pixels: 12,000 rows x 12,000 columns x 1 frames = 144,000,000 pixels, "
                        "over the limit of 89,478,485 (raise it with CXRBENCH_MAX_PIXELS)")
     assert peak < 16 * 2**20, f"peak {peak / 2**20:.0f} MiB while refusing"
+    # And the resident set of a fresh process (zlib's own buffers are not traced above).
+    script = ("import resource, sys\nfrom benchmark.data.images import decode_image\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "try:\n    decode_image(sys.argv[1])\nexcept Exception as exc:\n    print(type(exc).__name__)\n"
+              "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    kind, growth_mib = done.stdout.split()
+    assert kind == "PixelLimitError" and int(growth_mib) < 32, done.stdout
     assert issubclass(PixelLimitError, CxrbenchError) and PixelLimitError.exit_code == 2
 
 
@@ -239,3 +241,17 @@ def test_compressed_and_multiframe_headers_checked_before_decoding(tmp_path, mon
         decode_image(sample("emri_small_RLE.dcm"))
     monkeypatch.setenv("CXRBENCH_MAX_PIXELS", "40960")
     assert decode_image(sample("emri_small_RLE.dcm")).shape == (64, 64)
+
+
+def test_prepare_names_the_bomb_in_one_line_exit_2_and_keeps_the_good_row(tmp_path, capsys):
+    from tests.helpers import cli
+
+    (tmp_path / "d").mkdir()
+    transcode(sample("MR_small.dcm"), tmp_path / "d" / "good.dcm", uid.JPEGLSLossless)
+    deflated_bomb(tmp_path / "d" / "bomb.dcm", 12_000, 12_000)
+    (tmp_path / "d" / "manifest.csv").write_text("path,label,patient_id\ngood.dcm,negative,p1\nbomb.dcm,typical,p2\n")
+    code, _out, err = cli(capsys, "prepare", "--data", str(tmp_path / "d"), "--size", "64",
+                          "--cache-dir", str(tmp_path / "cache"))
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert "stored 1 of 2 images" in lines[0] and "row 3:" in lines[0] and "bomb.dcm: too many pixels" in lines[0]

@@ -19,7 +19,7 @@ import pydicom
 from pydicom import uid
 from pydicom.pixels import get_decoder, pixel_array
 
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 GDCM12 = "cxrbench-gdcm12"  # our plug-in for 12-bit JPEG Extended; see _decode_jpeg_extended
 PLUGIN_ORDER: Mapping[str, tuple[str, ...]] = {
@@ -117,9 +117,7 @@ def decoders_for(tsyntax: uid.UID) -> tuple[str, ...]:
 def decode_first_frame(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     """Pixels of the first frame as stored, decoded by the harness's plug-in for the syntax."""
     tsyntax = uid.UID(ds.file_meta.TransferSyntaxUID)
-    if not tsyntax.is_compressed:
-        return _decode(ds, tsyntax, "", path)
-    plugins = decoders_for(tsyntax)
+    plugins = decoders_for(tsyntax) if tsyntax.is_compressed else ("",)  # "": pydicom's native reader
     if not plugins:
         wanted = sorted({PLUGIN_PACKAGES[p] for p in PLUGIN_ORDER.get(tsyntax, ())})
         hint = f"; install {' or '.join(wanted)}" if wanted else ""
@@ -128,19 +126,14 @@ def decode_first_frame(ds: pydicom.Dataset, path: Path) -> np.ndarray:
     failures = []
     for plugin in plugins:
         try:
-            return pixel_array(ds, index=0, decoding_plugin=plugin)
+            arr = pixel_array(ds, index=0, decoding_plugin=plugin)
         except Exception as exc:  # plug-ins raise assorted types for corrupt or unsupported streams
-            failures.append(f"{plugin}: {_last_line(exc)}")
+            reason = _last_line(exc)  # pydicom's line already starts with the plug-in's name
+            failures.append(reason if not plugin or reason.startswith(f"{plugin}:") else f"{plugin}: {reason}")
+            continue
+        # Big-endian files come back in their byte order; everything downstream expects native.
+        return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
     raise DataError(f"cannot decode {tsyntax.name} pixel data ({'; '.join(failures)})", where=str(path))
-
-
-def _decode(ds: pydicom.Dataset, tsyntax: uid.UID, plugin: str, path: Path) -> np.ndarray:
-    try:
-        arr = pixel_array(ds, index=0, decoding_plugin=plugin)
-    except Exception as exc:
-        raise DataError(f"cannot decode {tsyntax.name} pixel data ({_last_line(exc)})", where=str(path)) from None
-    # Big-endian files come back in their byte order; everything downstream expects native.
-    return arr if arr.dtype.isnative else arr.astype(arr.dtype.newbyteorder("="))
 
 
 def _last_line(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ from pydicom.filereader import _read_file_meta_info, read_dataset, read_preamble
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from benchmark.data.dicom_codecs import check_dicom_pixels, expected_pixel_bytes
-from benchmark.errors import DataError
+from benchmark.core.errors import DataError
 
 HEADER_CAP = 8 * 2**20  # inflated bytes before Pixel Data; real headers are a few KB
 EXTRA_CAP = 64 * 2**20  # room beyond the declared pixels for overlays, icons, private data
@@ -49,9 +49,8 @@ def read_deflated(path: Path, *, stop_before_pixels: bool = False) -> FileDatase
         header = _inflate(fh, HEADER_CAP, stop_at=_PIXEL_TAG)
         head_ds = _parse(header, path, stop_before_pixels=True)
         check_dicom_pixels(head_ds, path)
-        if stop_before_pixels:
-            body, ds = header, head_ds
-        else:
+        ds = head_ds
+        if not stop_before_pixels:
             fh.seek(start)
             body = _inflate(fh, len(header) + expected_pixel_bytes(head_ds) + EXTRA_CAP)
             ds = _parse(body, path, stop_before_pixels=False)
