@@ -50,15 +50,20 @@ class ShardOutcome:
 def run(req: RunRequest) -> RunOutcome | ShardOutcome:
     """Evaluate a model (or a predictions file) with the chosen suites and write a run folder; with
     `shard`, only compute that slice of the predictions into the store (a ShardOutcome)."""
+    from benchmark.core.plugins import load_plugins
     from benchmark.core.registry import SUITES
+    from benchmark.core.specs import check_option_keys, parse_options
     from benchmark.stats import BootstrapConfig
     from benchmark.core.suite import SuiteConfig, suite_needs_embeddings, suite_views
 
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    load_plugins(req.plugins)
     suites = tuple(req.suites or DEFAULT_SUITES)
-    for s in suites:
-        SUITES.entry(s)  # unknown names fail before any work, with the list of suites
+    specs = [SUITES.spec(s) for s in suites]  # unknown names fail before any work, with the list of suites
+    check_option_keys(specs, dict(req.options))  # and so do option keys no suite takes, or bad values
+    for spec in specs:
+        parse_options(spec.options, dict(req.options), spec.name)
     views = sorted({v for s in suites for v in suite_views(s)}, key=lambda v: (v != "clean", v))
     if req.bootstrap < 0:
         raise CxrbenchError("must be 0 or more", where="--bootstrap")
@@ -80,7 +85,7 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
     t_predict = time.perf_counter() - t0
 
     run_dir = _new_run_dir(req.out, model_info["name"], dataset_info["name"], started)
-    from benchmark.reporting.results import write_predictions, write_result
+    from benchmark.reporting.results import SCHEMA, write_predictions, write_result
     from benchmark.reporting.report import write_report
 
     write_predictions(run_dir, predictions)  # saved before any suite runs: nothing computed is lost
@@ -96,7 +101,7 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
     suite_results: dict[str, Any] = {}
     timings: dict[str, float] = {"predict_s": round(t_predict, 3)}
     from benchmark.reporting.result_rules import bootstrap_units  # CIs on < 30 units are marked unreliable
-    from benchmark.reporting.results import json_safe
+    from benchmark.core.jsonsafe import json_safe
     from benchmark.execution.store import default_cache_dir
     from benchmark.execution.suite_cache import SuiteCache, suite_key
 
@@ -119,7 +124,7 @@ def run(req: RunRequest) -> RunOutcome | ShardOutcome:
         attach_galleries(suite_results, {s: suite_views(s) for s in suites}, data=req.data,
                          card=model_info["card"], seed=req.seed, cache_dir=req.cache_dir or default_cache_dir())
     result = {
-        "schema": "cxrbench.result/1",
+        "schema": SCHEMA,
         "model": model_info,
         "dataset": dataset_info,
         "suites": suite_results,
@@ -279,14 +284,10 @@ def _request_json(req: RunRequest) -> dict[str, Any]:
 
 
 def _git_commit() -> str | None:
-    import subprocess
+    """This package's own commit, never that of a repository it happens to be installed in."""
+    from benchmark.core.source import own_commit
 
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).parent)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
+    return own_commit()
 
 
 def parse_options(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -301,9 +302,13 @@ def parse_options(items: list[str] | tuple[str, ...]) -> tuple[tuple[str, str], 
 
 # --- other commands ---------------------------------------------------------------------------
 
-def list_registry(kind: str) -> list[tuple[str, str, str]]:
+def list_registry(kind: str, plugins: tuple[str, ...] | list[str] = ()) -> list[tuple[str, str, str]]:
+    """(name, origin, description) of each registered `kind`; origin is `builtin` (this distribution),
+    `plugin:<distribution>` (entry points) or `in-process` (`--plugin`, CXRBENCH_PLUGINS, code)."""
+    from benchmark.core.plugins import load_plugins
     from benchmark.core.registry import REGISTRIES
 
+    load_plugins(plugins)
     if kind not in REGISTRIES:
         raise CxrbenchError(f"unknown kind {kind!r}; choose from {', '.join(REGISTRIES)}", where="list")
     return REGISTRIES[kind].describe()
@@ -333,7 +338,7 @@ def compare(run_dirs: list[Path], *, correction: str = "holm", alpha: float = 0.
             seed: int = 0, metrics: tuple[str, ...] | None = None, json_out: Path | None = None):
     """Paired comparison of runs on the same images; returns a benchmark.reporting.compare.Comparison."""
     from benchmark.reporting.compare import DEFAULT_METRICS, compare_runs
-    from benchmark.reporting.results import atomic_write_text
+    from benchmark.core.files import atomic_write_text
     from benchmark.stats import BootstrapConfig
 
     comp = compare_runs(list(run_dirs), metrics=tuple(metrics or DEFAULT_METRICS), correction=correction,
@@ -349,7 +354,7 @@ def gate(run_dir: Path, policy: str, *, junit: Path | None = None, summary: Path
     """Check a run against a deploy policy; writes JUnit XML / Markdown on request. Returns a
     benchmark.reporting.gate.GateReport (`.exit_code` 0 pass, 1 fail; unusable inputs raise CxrbenchError)."""
     from benchmark.reporting.gate import junit_xml, markdown_summary, run_gate
-    from benchmark.reporting.results import atomic_write_text
+    from benchmark.core.files import atomic_write_text
 
     report = run_gate(run_dir, policy)
     for path, text in ((junit, junit_xml), (summary, markdown_summary)):
@@ -368,20 +373,26 @@ def splits(data: str, leave_out_site: str, out: Path, *, val_fraction: float = 0
     return write_splits(resolve_dataset(data), leave_out_site, Path(out), val_fraction=val_fraction, seed=seed)
 
 
-def verify(run_dir: Path):
+def verify(run_dir: Path, plugins: tuple[str, ...] | list[str] = ()):
     """Recompute every suite of a run folder from its own files and compare with its result.json;
     returns a benchmark.reporting.verify.VerifyReport (`.exit_code` 0 verified, 1 differs, 2 cannot verify)."""
+    from benchmark.core.plugins import load_plugins
     from benchmark.reporting.verify import verify_run
+
+    load_plugins(plugins)  # suites from plugins are recomputed too
 
     return verify_run(run_dir)
 
 
 def leaderboard(run_dirs: list[Path], out: Path, *, rank_by: str = "subtype.map", correction: str = "holm",
                 bootstrap: int = 1000, seed: int = 0, verify: bool = True, require_verified: bool = False,
-                jobs: int | None = None, cache_dir: Path | None = None):
+                jobs: int | None = None, cache_dir: Path | None = None, plugins: tuple[str, ...] | list[str] = ()):
     """Build the static leaderboard site (each entry verified unless `verify` is False, and left out
     unless verified when `require_verified`); returns a leaderboard.BuildOutcome."""
+    from benchmark.core.plugins import load_plugins
     from leaderboard import build_site
+
+    load_plugins(plugins)  # verification jobs inherit them through CXRBENCH_PLUGINS
 
     return build_site(list(run_dirs), Path(out), rank_by=rank_by, correction=correction, bootstrap=bootstrap,
                       seed=seed, verify=verify, require_verified=require_verified, jobs=jobs, cache_dir=cache_dir)

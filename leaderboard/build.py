@@ -13,8 +13,9 @@ from typing import Any
 import pandas as pd
 
 from benchmark.core.errors import CxrbenchError
+from benchmark.core.jsonsafe import json_safe
 from leaderboard.entries import Entry, load_entries
-from leaderboard.html import finite, page
+from leaderboard.html import page
 from leaderboard.pages import Standing, compare_page, entry_page, index_group, index_page
 
 ASSETS = Path(__file__).parent / "assets"
@@ -50,24 +51,35 @@ def _clean_predictions(e: Entry) -> pd.DataFrame | str:
     return clean if not clean.empty else "predictions have no clean view"
 
 
-# Metrics where less is better: calibration errors, gaps between groups, shortcut retention.
-LOWER_IS_BETTER = re.compile(r"^(ece|ece_adaptive|classwise_ece|mce|brier|nll)$|_gap_|^no_lung_retention$")
+def rank_direction(entries: list[Entry], rank_by: str) -> bool:
+    """Whether higher values of `rank_by` rank first, from the metric's spec (benchmark.core.metric_spec:
+    the code's for a built-in suite, else the entries' recorded one), never from the metric's name."""
+    found = next((s for e in entries if (s := e.spec(rank_by)) is not None), None)
+    if found is None:
+        raise CxrbenchError(f"no metric spec for {rank_by} (not declared by its suite nor recorded in any entry), "
+                            "so whether higher or lower is better is unknown (README: 'Metric directions')",
+                            where="--rank-by")
+    if found.higher_is_better is None:
+        raise CxrbenchError(f"{rank_by} has no better direction (its spec says neither: {found.description}); "
+                            "rank by a metric where higher or lower is better", where="--rank-by")
+    return found.higher_is_better
 
 
-def _rank_value(e: Entry, rank_by: str) -> float:
+def _rank_value(e: Entry, rank_by: str, higher_is_better: bool = True) -> float:
     """Larger ranks first; missing or undefined values last."""
     m = e.metric(rank_by)
     v = m.get("value") if m else None
     if not isinstance(v, int | float) or not math.isfinite(v):
         return float("-inf")
-    return -float(v) if LOWER_IS_BETTER.search(rank_by.partition(".")[2]) else float(v)
+    return float(v) if higher_is_better else -float(v)
 
 
 def _group(entries: list[Entry], *, rank_by: str, correction: str, alpha: float, config: Any,
            site: Path, notes: list[str], pages: list[Path], built: str, checks: dict[str, Any]) -> _Group:
     from benchmark.reporting.compare import CORRECTIONS, check_same_images, compare_loaded, load_paired_run, tie_group
 
-    entries = sorted(entries, key=lambda e: (-_rank_value(e, rank_by), e.model.lower(), e.slug))
+    higher = rank_direction(entries, rank_by)
+    entries = sorted(entries, key=lambda e: (-_rank_value(e, rank_by, higher), e.model.lower(), e.slug))
     standings = {e.slug: Standing(verification=checks.get(e.slug)) for e in entries}
     clean: dict[str, pd.DataFrame] = {}
     paired = []
@@ -92,7 +104,7 @@ def _group(entries: list[Entry], *, rank_by: str, correction: str, alpha: float,
             f"bootstrap on the same images, {CORRECTIONS[correction]} correction over the comparisons with "
             f"the leader, alpha {alpha:g}).")
     try:
-        ties = tie_group(paired, metric, correction=correction, alpha=alpha, config=config) \
+        ties = tie_group(paired, metric, correction=correction, alpha=alpha, config=config, higher_is_better=higher) \
             if len(paired) >= 2 and metric is not None else None
     except CxrbenchError:  # a subtype metric the paired comparison does not compute (e.g. study level)
         ties, metric = None, None
@@ -106,7 +118,7 @@ def _group(entries: list[Entry], *, rank_by: str, correction: str, alpha: float,
     else:
         note = "No tie groups: fewer than two entries with predictions on these images."
     if metric is not None and len(paired) >= 2:
-        note += " " + _rank_uncertainty(paired, metric, standings, config)
+        note += " " + _rank_uncertainty(paired, metric, standings, config, higher)
     by_slug = {e.slug: e for e in entries}
     for i, ra in enumerate(paired):
         for rb in paired[i + 1:]:
@@ -124,14 +136,15 @@ def _group(entries: list[Entry], *, rank_by: str, correction: str, alpha: float,
     return _Group(entries, standings, note, clean)
 
 
-def _rank_uncertainty(paired: list[Any], metric: str, standings: dict[str, Standing], config: Any) -> str:
+def _rank_uncertainty(paired: list[Any], metric: str, standings: dict[str, Standing], config: Any,
+                      higher_is_better: bool) -> str:
     """Each entry's bootstrap rank interval and probability of being best (benchmark.stats.rank_intervals);
     returns the sentence that explains them."""
     from benchmark.reporting.compare import _stat_fn  # the paired comparison's metric family: the same numbers
     from benchmark.stats.rank_intervals import rank_intervals
 
     summary = rank_intervals(_stat_fn, metric, paired[0].y, [r.probs for r in paired], clusters=paired[0].clusters,
-                             lower_is_better=bool(LOWER_IS_BETTER.search(metric)), config=config)
+                             lower_is_better=not higher_is_better, config=config)
     for run, iv in zip(paired, summary.intervals):
         standings[run.label].rank = iv
     return (f"Rank [{round(summary.level * 100)}% CI]: the entry's rank on {metric} in each of "
@@ -228,5 +241,5 @@ def _write_json(site: Path, groups: list[_Group], rank_by: str, correction: str,
              "verification": (g.standings[e.slug].verification.to_json() if g.standings[e.slug].verification
                               else {"status": "not checked"})}
             for e in g.entries]} for g in groups]}
-    (site / "leaderboard.json").write_text(json.dumps(finite(data), indent=2, default=str, allow_nan=False) + "\n",
+    (site / "leaderboard.json").write_text(json.dumps(json_safe(data), indent=2, default=str, allow_nan=False) + "\n",
                                            encoding="utf-8")

@@ -43,6 +43,12 @@ class Entry:
     def stale(self) -> bool:
         return is_stale(self.metric_code_version)
 
+    def spec(self, address: str) -> Any:
+        """The MetricSpec of `<suite>.<metric>` for this entry (benchmark.core.metric_spec.result_spec)."""
+        from benchmark.core.metric_spec import result_spec
+
+        return result_spec(self.result, address)
+
     def metric(self, address: str) -> dict[str, Any] | None:
         from benchmark.reporting.results import metric
 
@@ -86,7 +92,7 @@ def expand_paths(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
 
 def load_entry(path: Path, taken: set[str]) -> Entry | str:
     """An Entry, or a message naming the file and what is wrong with it."""
-    from benchmark.reporting.results import validate_result
+    from benchmark.reporting.results import upgrade, validate_result
 
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -98,6 +104,7 @@ def load_entry(path: Path, taken: set[str]) -> Entry | str:
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return f"{path}: invalid result file: {problems[0]}{more}"
+    data = upgrade(data)  # a cxrbench.result/1 file reads as v2: per-group metrics structured
     run_dir = path.parent
     base = re.sub(r"[^A-Za-z0-9._-]+", "-", run_dir.name).strip("-.")[:80] or "entry"
     slug, k = base, 1

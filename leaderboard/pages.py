@@ -145,7 +145,10 @@ def index_page(groups_html: list[str], skipped: list[str], *, method: str) -> st
 
 def suite_section(name: str, body: dict[str, Any], figs: Figures) -> str:
     metrics = body.get("metrics", {})
-    table = rows_table([{"metric": k, "value [95% CI]": v} for k, v in metrics.items()])
+    from benchmark.core.metric_spec import better  # direction from the metric's spec, never from its name
+
+    table = rows_table([{"metric": k, "better": better(name, k, body), "value [95% CI]": v}
+                        for k, v in metrics.items()])
     if len(metrics) > 12:
         table = f"<details><summary>all {len(metrics)} metrics</summary>{table}</details>"
     parts = [table]

@@ -5,7 +5,6 @@ per-group, worst-group and gap are one mechanism whatever the column means.
 """
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 
@@ -14,9 +13,15 @@ import pandas as pd
 
 from benchmark.core.errors import CxrbenchError
 from benchmark.core.labels import CLASSES
+from benchmark.core.metric_spec import MetricSpec, column_tag
+from suites.calibration import METRICS as CALIBRATION_METRICS
+from suites.subtype import CLASSIFICATION
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "kappa", "mcc", "macro_auroc", "map")
-LOWER_IS_BETTER = frozenset({"ece"})
+# The metrics measured per group, with their meaning: "worst" is the minimum of a higher-is-better
+# metric and the maximum of a lower-is-better one (ECE), as the spec says, never as the name suggests.
+PER_GROUP: dict[str, MetricSpec] = {
+    s.name: s for s in (*CLASSIFICATION, *CALIBRATION_METRICS) if s.name in (*HEADLINE, "ece")}
 
 
 @dataclass(frozen=True)
@@ -30,10 +35,6 @@ class Groups:
 
     def mask(self, j: int) -> np.ndarray:
         return self.codes == j
-
-
-def metric_tag(column: str) -> str:
-    return re.sub(r"[^0-9A-Za-z]+", "_", column).strip("_").lower() or "group"
 
 
 def group_values(frame: pd.DataFrame, manifest: pd.DataFrame, column: str) -> pd.Series:
@@ -57,7 +58,7 @@ def make_groups(frame: pd.DataFrame, values: pd.Series, column: str, *, min_pati
     patients = frame.groupby(codes)["patient_id"].nunique().reindex(range(len(names)), fill_value=0).to_numpy()
     big = patients >= min_patients
     eligible = big if big.sum() >= 2 else np.ones(len(names), dtype=bool)
-    return Groups(column, metric_tag(column), names, codes, patients.astype(np.int64), eligible)
+    return Groups(column, column_tag(column), names, codes, patients.astype(np.int64), eligible)
 
 
 def strata_for(groups: Groups, frame: pd.DataFrame) -> np.ndarray | None:
@@ -87,10 +88,17 @@ def per_group_fn(groups: Groups, n_bins: int):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # a resample where every group is NaN
                 hi, lo = np.nanmax(values, axis=1), np.nanmin(values, axis=1)
-            out[f"worst_{groups.tag}_{metric}"] = hi if metric in LOWER_IS_BETTER else lo
+            out[f"worst_{groups.tag}_{metric}"] = worst_of(PER_GROUP[metric], lo, hi)
             out[f"{groups.tag}_gap_{metric}"] = hi - lo
         return out
     return fn
+
+
+def worst_of(spec: MetricSpec, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The worst group's value: its minimum when higher is better, its maximum when lower is."""
+    if spec.higher_is_better is None:
+        raise ValueError(f"metric {spec.name!r} has no better direction, so no worst group")
+    return lo if spec.higher_is_better else hi
 
 
 def composition_rows(frame: pd.DataFrame, groups: Groups, min_patients: int) -> list[dict]:

@@ -10,13 +10,34 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import CxrbenchError
-from benchmark.core.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
+from benchmark.core.metric_spec import MetricSpec, spec
+from benchmark.core.suite import (SuiteConfig, SuiteResult, arrays, clusters_of, option_class, register_suite,
+                                  view_frame)
 from suites._partition import Partition, calibration_partition
 from suites._reliability import confidence_histogram, reliability_bins, reliability_figure
 from suites._temperature import fit_temperature, logits_from_probs, scaled_metrics, scaled_probs
 
-METRICS = ("ece", "ece_adaptive", "classwise_ece", "mce", "brier", "nll")
+SCORES = ("ece", "ece_adaptive", "classwise_ece", "mce", "brier", "nll")
 N_BINS = 15
+
+# Every calibration score is an error: lower is better, before and after temperature scaling alike.
+# The fitted temperature is neither: T = 1 means the model was already calibrated in NLL, T > 1 that
+# it was over-confident, T < 1 under-confident; no value is better than another in itself.
+_ERRORS: tuple[MetricSpec, ...] = (
+    spec("ece", False, 0, 1, "expected calibration error: top-label confidence vs accuracy, equal-width bins"),
+    spec("ece_adaptive", False, 0, 1, "ECE with equal-mass bins"),
+    spec("classwise_ece", False, 0, 1, "mean over classes of the one-vs-rest ECE"),
+    spec("mce", False, 0, 1, "maximum calibration error over the occupied bins"),
+    spec("brier", False, 0, 2, "multi-class Brier score (squared error of the probability vector)"),
+    spec("nll", False, 0, None, "negative log-likelihood of the true class", unit="nats"),
+)
+METRICS: tuple[MetricSpec, ...] = (
+    *_ERRORS,
+    *(MetricSpec(f"{s.name}_ts", False, s.range, f"after temperature scaling, on the evaluation part: "
+                 f"{s.description}", s.unit) for s in _ERRORS),
+    spec("temperature", None, 0, None, "temperature T fitted by NLL on the calibration part (1: already "
+         "calibrated; above 1: over-confident); neither direction is better"),
+)
 
 
 def n_bins_option(config: SuiteConfig) -> int:
@@ -50,11 +71,15 @@ def _scaled_fn(fit: np.ndarray, n_bins: int):
         w = np.atleast_2d(w)
         temps = fit_temperature(z[fit], y[fit], w[:, fit])
         out = scaled_metrics(z[evaluate], y[evaluate], temps, w[:, evaluate], n_bins)
-        return {**{f"{m}_ts": out[m] for m in METRICS}, "temperature": temps}
+        return {**{f"{m}_ts": out[m] for m in SCORES}, "temperature": temps}
     return fn
 
 
-@register_suite("calibration", views=("clean",),
+# `--option` keys this suite takes (registration validates them; n_bins_option checks the range).
+CalibrationOptions = option_class("CalibrationOptions", {"n_bins": N_BINS})
+
+
+@register_suite("calibration", views=("clean",), options=CalibrationOptions,
                 description="ECE, adaptive ECE, class-wise ECE, MCE, Brier, NLL; temperature scaling; reliability")
 def calibration(predictions: pd.DataFrame, manifest: pd.DataFrame, config: SuiteConfig) -> SuiteResult:
     from benchmark.stats import bootstrap
@@ -112,7 +137,7 @@ def _temperature_scaling(frame, y, probs, part: Partition, n_bins: int, config: 
     ]
     result.tables["evaluation_part_before_after"] = [
         {"metric": m, "as predicted": float(base[m][0]), "temperature-scaled": result.metrics[f"{m}_ts"].to_json()}
-        for m in METRICS
+        for m in SCORES
     ]
     result.notes.append(
         f"temperature scaling: T = {temp:.3f} fitted by minimizing NLL on {part.source} "

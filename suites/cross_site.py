@@ -15,16 +15,57 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import CxrbenchError
+from benchmark.core.jsonsafe import finite
 from benchmark.core.labels import CLASSES
-from benchmark.core.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
+from benchmark.core.metric_spec import MetricSpec, spec
+from benchmark.core.suite import (GroupedEstimate, SuiteConfig, SuiteResult, arrays, clusters_of, option_class,
+                                  register_suite, view_frame)
 from suites import _site_figures as figs
-from suites._groups import HEADLINE, Groups, composition_rows, group_values, make_groups, per_group_fn, strata_for
+from suites._groups import (HEADLINE, PER_GROUP, Groups, composition_rows, group_values, make_groups, per_group_fn,
+                            strata_for)
 from suites._site_probe import label_features, n_folds, out_of_fold_scores, output_features, patient_folds, probe_fn
 from suites._temperature import logits_from_probs
 from suites._transfer import operating_point_fn, pairs, temperature_transfer_fn
 
 DEFAULTS = {"min_patients": 30, "target_sensitivity": 0.9, "probe_folds": 5, "n_bins": 15, "max_transfer_groups": 12}
 BAR_METRICS = ("balanced_accuracy", "macro_f1", "macro_auroc", "map")
+
+
+def _gap_range(s: MetricSpec) -> tuple[float | None, float | None]:
+    lo, hi = s.range
+    return (0, None if lo is None or hi is None else hi - lo)
+
+
+# `{column}` is the grouping column as it appears in names (`site` by default, `--group-by`).
+# Per-group metrics are `grouped`: result.json records them with a structured `group` field.
+METRICS: tuple[MetricSpec, ...] = (
+    *(MetricSpec(s.name, s.higher_is_better, s.range, f"on one group: {s.description}", s.unit, grouped=True)
+      for s in PER_GROUP.values()),
+    *(MetricSpec(f"worst_{{column}}_{s.name}", s.higher_is_better, s.range,
+                 f"worst group ({'lowest' if s.higher_is_better else 'highest'} value over groups with enough "
+                 f"patients): {s.description}", s.unit) for s in PER_GROUP.values()),
+    # A gap (best minus worst group) is a disparity: lower is better whatever the metric's direction.
+    *(MetricSpec(f"{{column}}_gap_{s.name}", False, _gap_range(s), f"best minus worst group: {s.description}",
+                 s.unit) for s in PER_GROUP.values()),
+    # The site probe: AUROC of predicting the group from the model's outputs. The raw AUROCs are
+    # descriptive (the label mix alone differs between hospitals, and embeddings of any good model
+    # carry acquisition detail); the excess over the label-only probe is what a model adds, and less
+    # is better (0: its outputs say nothing about the hospital beyond the label).
+    spec("{column}_auroc", None, 0, 1, "probe AUROC predicting the group from the model's outputs (descriptive)"),
+    spec("{column}_auroc_label_only", None, 0, 1, "probe AUROC from the true label alone: the data's label mix"),
+    spec("{column}_auroc_with_label", None, 0, 1, "probe AUROC from outputs plus the true label"),
+    spec("{column}_auroc_embedding", None, 0, 1, "probe AUROC from the model's embeddings (descriptive)"),
+    spec("{column}_auroc_excess", False, -1, 1, "with_label minus label_only probe AUROC: group information "
+         "the outputs carry beyond the label mix"),
+    spec("temperature", None, 0, None, "temperature fitted on one group's images (1: calibrated there)",
+         grouped=True),
+    spec("temperature_transfer_worst_ece", False, 0, 1, "highest ECE on one group at another group's temperature"),
+    spec("temperature_transfer_mean_ece", False, 0, 1, "mean ECE on one group at another group's temperature"),
+    spec("op_transfer_worst_sensitivity", True, 0, 1, "lowest pneumonia sensitivity on one group at another "
+         "group's 90%-sensitivity threshold"),
+    spec("op_transfer_worst_specificity", True, 0, 1, "lowest specificity on one group at another group's "
+         "threshold"),
+)
 
 
 def options(config: SuiteConfig) -> dict[str, float]:
@@ -43,7 +84,11 @@ def options(config: SuiteConfig) -> dict[str, float]:
     return out
 
 
-@register_suite("cross_site", views=("clean",), needs_embeddings=True,
+# `--option` keys this suite takes (registration validates them; options() checks the ranges).
+CrossSiteOptions = option_class("CrossSiteOptions", DEFAULTS)
+
+
+@register_suite("cross_site", views=("clean",), needs_embeddings=True, options=CrossSiteOptions,
                 description="per-site metrics, worst site and gap, site-decodability probe, calibration and "
                             "operating-point transfer between sites (any --group-by column)")
 def cross_site(predictions: pd.DataFrame, manifest: pd.DataFrame, config: SuiteConfig) -> SuiteResult:
@@ -84,7 +129,9 @@ def _bootstrap(fn, y, scores, clusters, strata, config):
 
 def _per_group(result, frame, groups: Groups, y, probs, clusters, strata, opts, config) -> None:
     est = _bootstrap(per_group_fn(groups, int(opts["n_bins"])), y, probs, clusters, strata, config)
-    result.metrics.update(est)
+    per = {f"{m}[{g}]": (m, g) for g in groups.names for m in (*HEADLINE, "ece")}
+    result.metrics.update({k: v for k, v in est.items() if k not in per})
+    result.grouped += [GroupedEstimate(m, groups.column, g, est[k]) for k, (m, g) in per.items()]
     min_p = int(opts["min_patients"])
     result.tables["groups"] = composition_rows(frame, groups, min_p)
     result.tables["per_group"] = [
@@ -163,7 +210,8 @@ def _temperature_transfer(result, groups: Groups, y, probs, clusters, strata, op
     for key in ("temperature_transfer_worst_ece", "temperature_transfer_mean_ece"):
         result.metrics[key] = est[key]
     for a in idx:
-        result.metrics[f"temperature[{groups.names[a]}]"] = est[f"temperature[{groups.names[a]}]"]
+        result.grouped.append(GroupedEstimate("temperature", groups.column, groups.names[a],
+                                              est[f"temperature[{groups.names[a]}]"]))
     names = groups.names
     result.tables["temperature_transfer"] = [
         {f"T fitted on {groups.column}": names[a], "temperature": est[f"temperature[{names[a]}]"].to_json(),
@@ -191,7 +239,7 @@ def _operating_points(result, groups: Groups, y, probs, clusters, strata, opts, 
                          "specificity": est[f"specificity[{a}>{b}]"].to_json()})
     result.tables["operating_point_transfer"] = rows
     result.figures["operating_point_transfer"] = figs.transfer_heatmap(
-        [[None if v is None or v != v else float(v) for v in row] for row in matrix], names,
+        [[finite(v) for v in row] for row in matrix], names,
         title=f"Pneumonia sensitivity at each {groups.column}'s {target:.0%}-sensitivity threshold",
         column=groups.column)
     result.notes.append(f"operating-point transfer (pneumonia vs negative, score 1 - p(negative)): threshold set "

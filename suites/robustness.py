@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.stats import Estimate
+from benchmark.core.metric_spec import MetricSpec, spec as metric
 from benchmark.core.suite import SuiteConfig, SuiteResult, register_suite
 from suites.shortcut import cell, error_bars, finite, view_scores
 
@@ -47,6 +48,23 @@ def tag(kind: str, level: int) -> str:
 
 SHIFTS = [(kind, level, param) for kind, params in SEVERITIES.items() for level, param in enumerate(params, 1)]
 VIEWS = ("clean", *(spec(k, p) for k, _, p in SHIFTS))
+TAGS = tuple(tag(k, lv) for k, lv, _ in SHIFTS)
+
+# An acquisition shift carries no disease: keeping accuracy is better, changing answers (flip rate)
+# or output distributions (KL) is worse, and so is the drop from clean to shifted macro-F1.
+METRICS: tuple[MetricSpec, ...] = (
+    metric("robust_macro_f1", True, 0, 1, "mean over shift kinds of the mean macro-F1 over its severities"),
+    metric("robust_balanced_accuracy", True, 0, 1, "the same mean of balanced accuracy"),
+    metric("robust_macro_f1_drop", False, -1, 1, "clean macro-F1 minus robust_macro_f1"),
+    metric("clean_macro_f1", True, 0, 1, "macro-F1 on the clean images scored with the shifts"),
+    metric("clean_balanced_accuracy", True, 0, 1, "balanced accuracy on the clean images scored with the shifts"),
+    metric("{shift}_balanced_accuracy", True, 0, 1, "balanced accuracy under one shift and severity",
+           choices=(("shift", TAGS),)),
+    metric("{shift}_macro_f1", True, 0, 1, "macro-F1 under one shift and severity", choices=(("shift", TAGS),)),
+    metric("{shift}_flip_rate", False, 0, 1, "share of images whose argmax changed from clean",
+           choices=(("shift", TAGS),)),
+    metric("{shift}_kl", False, 0, None, "mean KL(clean || shifted)", unit="nats", choices=(("shift", TAGS),)),
+)
 
 
 def _summary(kinds: dict[str, list[str]]):

@@ -15,7 +15,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from benchmark.core.jsonsafe import finite
 from benchmark.core.labels import PROB_COLUMNS
+from benchmark.core.metric_spec import MetricSpec, spec
 from benchmark.core.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
 
 REGIONS = ("no_lung", "only_lung", "random_area", "lesion", "border", "corners")
@@ -35,6 +37,35 @@ REGION_TEXT = {
 # Verdict thresholds on retention point estimates (README: the verdict rule).
 OUTSIDE, LUNGS_MAX, ONLY_MIN, CONTROL_MIN, REGION_MAX = 0.5, 0.3, 0.7, 0.6, 0.5
 _EPS = 1e-12
+
+# Directions, per view, for a model that should read the lungs (README: the verdict rule):
+# - no_lung (lungs replaced): such a model must lose its accuracy and change its answers, so
+#   balanced accuracy, macro-F1 and retention are lower-is-better, flip rate and KL higher-is-better.
+# - only_lung, random_area (the area-matched control), border, corners: what is hidden carries no
+#   disease, so keeping accuracy and answers is better: scores higher, flip rate and KL lower.
+# - lesion (opacity boxes replaced): neither. Only images with boxes change, a model that reads the
+#   opacities should react while one that is merely robust should not, and the fill itself moves
+#   outputs: no direction is better in itself.
+_NEEDS_LUNGS = {"no_lung": False, "lesion": None}
+
+
+def _view_specs(region: str, good: bool | None) -> tuple[MetricSpec, ...]:
+    harm = None if good is None else not good
+    what = REGION_TEXT[region]
+    return (
+        spec(f"{region}_balanced_accuracy", good, 0, 1, f"balanced accuracy, {what}"),
+        spec(f"{region}_macro_f1", good, 0, 1, f"macro-F1, {what}"),
+        spec(f"{region}_retention", good, None, None, f"(bacc(view) - chance) / (bacc(clean) - chance), {what}"),
+        spec(f"{region}_flip_rate", harm, 0, 1, f"share of images whose argmax changed from clean, {what}"),
+        spec(f"{region}_kl", harm, 0, None, f"mean KL(clean || view), {what}", unit="nats"),
+    )
+
+
+METRICS: tuple[MetricSpec, ...] = (
+    spec("clean_balanced_accuracy", True, 0, 1, "balanced accuracy on the clean images scored with the views"),
+    spec("clean_macro_f1", True, 0, 1, "macro-F1 on the clean images scored with the views"),
+    *(s for r in REGIONS for s in _view_specs(r, _NEEDS_LUNGS.get(r, True))),
+)
 
 
 # --- scoring shared with the robustness suite -------------------------------------------------
@@ -227,11 +258,6 @@ def verdict(est: dict, regions: list[str], chance: float = 0.25) -> tuple[str, s
     return "mixed", (
         f"Mixed: removing the lungs leaves retention {q('no_lung')} and the lungs alone keep "
         f"{q('only_lung')}: the model uses both the lungs and what lies outside them.{extra}")
-
-
-def finite(x: float | None) -> float | None:
-    """A number for a figure (JSON has no NaN): None where undefined."""
-    return None if x is None or not np.isfinite(x) else float(x)
 
 
 def error_bars(estimates: list) -> dict:

@@ -6,9 +6,36 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.labels import CLASSES, COARSE_TASKS, PROB_COLUMNS
+from benchmark.core.metric_spec import MetricSpec, spec
 from benchmark.core.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
 
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "kappa", "mcc", "macro_auroc", "map")
+
+# Every score here rewards a better classifier: higher is better. Kappa and MCC reach -1 (systematic
+# disagreement); the rest lie in [0, 1].
+CLASSIFICATION: tuple[MetricSpec, ...] = (
+    spec("accuracy", True, 0, 1, "share of images whose argmax is the true class"),
+    spec("balanced_accuracy", True, 0, 1, "mean per-class recall (chance: 1 / number of classes)"),
+    spec("macro_f1", True, 0, 1, "mean per-class F1 of the argmax decisions"),
+    spec("kappa", True, -1, 1, "Cohen's kappa: agreement beyond chance"),
+    spec("mcc", True, -1, 1, "multi-class Matthews correlation coefficient"),
+    spec("macro_auroc", True, 0, 1, "mean one-vs-rest AUROC over the classes where it is defined"),
+    spec("map", True, 0, 1, "mean one-vs-rest average precision"),
+    spec("f1_{class}", True, 0, 1, "F1 of one class (one-vs-rest decisions)"),
+    spec("recall_{class}", True, 0, 1, "recall (sensitivity) of one class"),
+    spec("precision_{class}", True, 0, 1, "precision (PPV) of one class"),
+    spec("auroc_{class}", True, 0, 1, "one-vs-rest AUROC of one class"),
+    spec("ap_{class}", True, 0, 1, "one-vs-rest average precision of one class"),
+)
+COARSE: tuple[MetricSpec, ...] = (
+    spec("{task}_auroc", True, 0, 1, "AUROC of a coarse binary task (pneumonia: any appearance vs negative)"),
+    spec("{task}_ap", True, 0, 1, "average precision of a coarse binary task"),
+)
+METRICS: tuple[MetricSpec, ...] = (
+    *CLASSIFICATION, *COARSE,
+    *(MetricSpec(f"study_{s.name}", s.higher_is_better, s.range, f"study level (probabilities averaged per "
+                 f"study): {s.description}") for s in CLASSIFICATION),
+)
 
 
 def _stats_fn():

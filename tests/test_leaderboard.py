@@ -187,13 +187,15 @@ def test_compare_page_holds_the_paired_table(site):
 
 
 def test_lower_is_better_metrics_rank_ascending():
-    from leaderboard.build import _rank_value
+    from leaderboard.build import _rank_value, rank_direction
     from leaderboard.entries import Entry
 
     def entry(ece):
         return Entry("e", Path("r"), {"suites": {"calibration": {"metrics": {"ece": {"value": ece, "ci": [0, 1]}}}}}, None)
 
-    ranked = sorted([entry(0.2), entry(None), entry(0.05)], key=lambda e: -_rank_value(e, "calibration.ece"))
+    entries = [entry(0.2), entry(None), entry(0.05)]
+    higher = rank_direction(entries, "calibration.ece")  # from the spec: False
+    ranked = sorted(entries, key=lambda e: -_rank_value(e, "calibration.ece", higher))
     assert [e.metric("calibration.ece")["value"] for e in ranked] == [0.05, 0.2, None]
 
 

@@ -41,8 +41,19 @@ def test_an_untouched_run_verifies(run_dir, capsys):
     assert "manifest split == 'val'" in " ".join(result["suites"]["calibration"]["notes"])
     code, out, err = cli(capsys, "verify", str(run_dir))
     assert code == 0, err
-    n = sum(len(b["metrics"]) for b in result["suites"].values())
+    n = sum(len(b["metrics"]) + len(b["grouped"]) for b in result["suites"].values())  # per-group ones too
     assert out.startswith(f"VERIFIED: all {n} metrics of 3 suites")
+
+
+def test_an_edited_per_group_metric_is_named(run_dir, tmp_path, capsys):
+    run = copy_run(run_dir, tmp_path)
+
+    def nudge(res):
+        g = next(g for g in res["suites"]["cross_site"]["grouped"] if g["metric"] == "macro_f1")
+        g["value"] = g["value"] - 0.004
+    edit(run, nudge)
+    code, out, err = cli(capsys, "verify", str(run))
+    assert code == 1 and err.startswith("DIFFERS: 1 of ") and "cross_site.macro_f1 (site = " in err, err
 
 
 def test_one_edited_metric_is_named_and_exits_1(run_dir, tmp_path, capsys):

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from benchmark.core.errors import CxrbenchError
+from benchmark.core.jsonsafe import finite
+from benchmark.reporting.numbers import ci_text, num, signed
 from benchmark.core.labels import CLASSES, COARSE_TASKS, PROB_COLUMNS
 from benchmark.stats import BootstrapConfig
 
@@ -59,6 +61,7 @@ class MetricTest:
     p_value: float
     p_adjusted: float = math.nan
     significant: bool | None = None  # None: the test was undefined on this data
+    higher_is_better: bool | None = True  # from the metric's spec (benchmark.core.metric_spec)
 
     @property
     def verdict(self) -> str:
@@ -66,10 +69,12 @@ class MetricTest:
             return "n/a"
         if not self.significant:
             return "tied"
-        return "A better" if self.diff > 0 else "B better"
+        if self.higher_is_better is None:
+            return "differ"
+        return "A better" if (self.diff > 0) == self.higher_is_better else "B better"
 
     def to_json(self) -> dict[str, Any]:
-        f = _json_float
+        f = finite
         return {"metric": self.metric, "value_a": f(self.value_a), "value_b": f(self.value_b),
                 "diff": f(self.diff), "ci": [f(self.ci[0]), f(self.ci[1])], "test": self.test,
                 "p_value": f(self.p_value), "p_adjusted": f(self.p_adjusted), "verdict": self.verdict}
@@ -132,10 +137,6 @@ class Comparison:
                 "warning": self.resolution_warning,
                 "pairs": [{"a": p.a, "b": p.b, "run_a": str(p.run_a), "run_b": str(p.run_b), "tied": p.tied,
                            "rows": [r.to_json() for r in p.rows]} for p in self.pairs]}
-
-
-def _json_float(x: float) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -210,6 +211,16 @@ def _stat_fn(y: np.ndarray, probs: np.ndarray, w: np.ndarray) -> dict[str, np.nd
     return out
 
 
+def _higher_is_better(metric: str) -> bool | None:
+    """Direction of a compared metric from the subtype suite's spec (the family `_stat_fn` computes)."""
+    from benchmark.core.metric_spec import find_spec
+
+    found = find_spec("subtype", metric)
+    if found is None:
+        raise CxrbenchError(f"no metric spec for subtype.{metric}", where="--metrics")
+    return found.higher_is_better
+
+
 def check_metrics(metrics: tuple[str, ...], run: PairedRun) -> None:
     known = _stat_fn(run.y, run.probs, np.ones((1, run.y.size)))
     unknown = [m for m in metrics if m not in known]
@@ -243,7 +254,8 @@ def pair_tests(a: PairedRun, b: PairedRun, metrics: tuple[str, ...], config: Boo
         elif m == "accuracy" and a.clusters is None:
             # McNemar assumes independent images; with several per patient the bootstrap stays.
             test, p = "McNemar exact", mcnemar_exact(a.probs.argmax(1) == a.y, b.probs.argmax(1) == b.y).p_value
-        rows.append(MetricTest(m, est.value_a, est.value_b, est.diff, est.ci, test, p))
+        rows.append(MetricTest(m, est.value_a, est.value_b, est.diff, est.ci, test, p,
+                               higher_is_better=_higher_is_better(m)))
     return rows
 
 
@@ -306,15 +318,18 @@ class TieGroup:
 
 
 def tie_group(runs: list[PairedRun], metric: str, *, correction: str = "holm", alpha: float = 0.05,
-              config: BootstrapConfig = DEFAULT_BOOTSTRAP) -> TieGroup:
-    """The leader on `metric` (highest value) and, for every other run, the corrected p-value of the
-    leader against it; runs with adjusted p >= alpha are tied with the leader."""
+              config: BootstrapConfig = DEFAULT_BOOTSTRAP, higher_is_better: bool | None = None) -> TieGroup:
+    """The leader on `metric` (best value: highest, or lowest where the spec says lower is better) and,
+    for every other run, the corrected p-value of the leader against it; runs with adjusted p >= alpha
+    are tied with the leader."""
     if not runs:
         raise CxrbenchError("no runs", where="tie_group")
     check_metrics((metric,), runs[0])
     ones = np.ones((1, runs[0].y.size))
     values = [float(_stat_fn(r.y, r.probs, ones)[metric][0]) for r in runs]
-    lead = int(np.nanargmax(values)) if np.isfinite(values).any() else 0
+    higher = _higher_is_better(metric) if higher_is_better is None else higher_is_better
+    best = np.nanargmax if higher is not False else np.nanargmin
+    lead = int(best(values)) if np.isfinite(values).any() else 0
     others = [r for i, r in enumerate(runs) if i != lead]
     rows = adjust([pair_tests(runs[lead], r, (metric,), config)[0] for r in others], correction, alpha)
     p_adj = {r.label: q.p_adjusted for r, q in zip(others, rows)}
@@ -322,10 +337,6 @@ def tie_group(runs: list[PairedRun], metric: str, *, correction: str = "holm", a
 
 
 # --- terminal rendering ---------------------------------------------------------------------------
-
-def _f(x: float, digits: int = 3) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
 
 def _p(x: float) -> str:
     return "n/a" if not math.isfinite(x) else "<0.001" if x < 0.001 else f"{x:.3f}"
@@ -352,8 +363,8 @@ def comparison_tables(comp: Comparison) -> list[Any]:
             table.add_column(col, justify=justify)
         for r in pair.rows:
             style = "bold" if r.significant else None
-            table.add_row(Text(safe(r.metric)), _f(r.value_a), _f(r.value_b),
-                          Text(f"{r.diff:+.3f} [{_f(r.ci[0])}, {_f(r.ci[1])}]"), r.test, _p(r.p_value),
+            table.add_row(Text(safe(r.metric)), num(r.value_a), num(r.value_b),
+                          Text(f"{signed(r.diff)} {ci_text(r.ci)}"), r.test, _p(r.p_value),
                           _p(r.p_adjusted), Text(r.verdict, style=style))
         parts.append(table)
     summary = Table(title=Text(f"Statistical ties ({comp.correction_name}, alpha={comp.alpha:g})"), box=box.SIMPLE_HEAD)

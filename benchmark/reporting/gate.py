@@ -8,6 +8,10 @@ Policy (YAML):
         bound: lower               # which number to compare: the CI's lower end, its upper end, or the value
         min: 0.40                  # min and/or max
         reason: why this bar       # optional, shown in the summary
+      - metric: cross_site.balanced_accuracy   # a metric measured per group (result.json `grouped`)
+        group: site_a              # one group's value, or `worst`: the group whose compared number is worst
+        bound: lower               # (lowest where the metric's spec says higher is better, else highest)
+        min: 0.35
     allow_unreliable_ci: false     # optional: gate on CI bounds of a run with < 30 resampling units
 Exit codes (set by the CLI): 0 every check passes, 1 some check fails, 2 the policy or the run is
 unusable (bad YAML, unknown bound or key, a metric the run lacks or could not compute, a result file
@@ -30,7 +34,8 @@ from benchmark.core.errors import CxrbenchError
 from benchmark.reporting.numbers import value_ci
 
 BOUNDS = {"lower": "lower end of CI", "upper": "upper end of CI", "value": "point value"}
-CHECK_KEYS = ("metric", "bound", "min", "max", "reason")
+CHECK_KEYS = ("metric", "group", "bound", "min", "max", "reason")
+WORST = "worst"
 POLICY_KEYS = ("name", "description", "checks", "allow_unreliable_ci")
 
 
@@ -41,6 +46,13 @@ class Check:
     min: float | None = None
     max: float | None = None
     reason: str | None = None
+    group: str | None = None  # a group value of a per-group metric, or WORST
+
+    @property
+    def label(self) -> str:
+        if self.group is None:
+            return self.metric
+        return f"{self.metric} for the worst group" if self.group == WORST else f"{self.metric} for group {self.group}"
 
     @property
     def threshold(self) -> str:
@@ -49,7 +61,7 @@ class Check:
 
     @property
     def title(self) -> str:
-        return f"{self.metric} ({BOUNDS[self.bound]}) {self.threshold}"
+        return f"{self.label} ({BOUNDS[self.bound]}) {self.threshold}"
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,13 @@ class CheckResult:
     value: float | None      # the metric's point value and CI, for context
     ci: tuple[float | None, float | None]
     passed: bool
+    group: str | None = None  # the group checked (the worst one's value for `group: worst`)
+
+    @property
+    def label(self) -> str:
+        if self.check.group == WORST and self.group is not None:
+            return f"{self.check.metric} for the worst group ({self.group})"
+        return self.check.label
 
 
 @dataclass(frozen=True)
@@ -187,8 +206,12 @@ def parse_policy(data: Any, *, source: str = "policy") -> Policy:
             raise CxrbenchError("a check needs 'min' or 'max'", where=where)
         if lo is not None and hi is not None and lo > hi:
             raise CxrbenchError(f"min {lo:g} is above max {hi:g}", where=where)
-        reason = item.get("reason")
-        out.append(Check(metric, bound, lo, hi, None if reason is None else str(reason)))
+        reason, group = item.get("reason"), item.get("group")
+        if group is not None and (not isinstance(group, str | int | float) or isinstance(group, bool)
+                                  or not str(group).strip()):
+            raise CxrbenchError(f"'group' must be a group value or 'worst', found {group!r}", where=where)
+        out.append(Check(metric, bound, lo, hi, None if reason is None else str(reason),
+                         None if group is None else str(group)))
     allow = data.get("allow_unreliable_ci", False)
     if not isinstance(allow, bool):
         raise CxrbenchError(f"'allow_unreliable_ci' must be true or false, found {allow!r}", where=source)
@@ -200,11 +223,17 @@ def parse_policy(data: Any, *, source: str = "policy") -> Policy:
 
 def evaluate(result: dict[str, Any], policy: Policy, run_dir: Path) -> GateReport:
     """Check every bound; a metric the run lacks (or could not compute) makes the gate unusable."""
-    from benchmark.reporting.result_rules import MIN_BOOTSTRAP_UNITS, ci_reliability
+    from benchmark.reporting.result_rules import MIN_BOOTSTRAP_UNITS, ci_computed, ci_reliability
+    from benchmark.reporting.result_schema import group_entries
     from benchmark.reporting.results import metric
 
     units, reliable = ci_reliability(result)
     on_bounds = [c for c in policy.checks if c.bound != "value"]
+    if on_bounds and not ci_computed(result):
+        raise CxrbenchError(
+            f"unusable: the run computed no CIs (--bootstrap 0: point estimates only), so the check on "
+            f"{on_bounds[0].metric} ({BOUNDS[on_bounds[0].bound]}) cannot be made; rerun with --bootstrap 1000, "
+            "or check the point value", where=str(run_dir))
     if on_bounds and not reliable and not policy.allow_unreliable_ci:
         # A zero-width "95% CI" from one patient would pass any bound: that is no evidence.
         raise CxrbenchError(
@@ -212,7 +241,10 @@ def evaluate(result: dict[str, Any], policy: Policy, run_dir: Path) -> GateRepor
             f"units (fewer than {MIN_BOOTSTRAP_UNITS}), so the check on {on_bounds[0].metric} "
             f"({BOUNDS[on_bounds[0].bound]}) proves nothing; evaluate on more patients, or set "
             "allow_unreliable_ci: true in the policy", where=str(run_dir))
-    missing = [c.metric for c in policy.checks if metric(result, c.metric) is None]
+    missing = [c.metric for c in policy.checks if c.group is None and metric(result, c.metric) is None
+               and not group_entries(result, c.metric)]
+    missing += [c.metric for c in policy.checks if c.group is not None and not group_entries(result, c.metric)
+                and metric(result, c.metric) is None]
     if missing:
         suites = sorted({m.partition(".")[0] for m in missing})
         raise CxrbenchError(
@@ -220,15 +252,60 @@ def evaluate(result: dict[str, Any], policy: Policy, run_dir: Path) -> GateRepor
             f"suite(s) {', '.join(suites)}, or fix the metric names)", where=str(run_dir))
     results = []
     for c in policy.checks:
-        m = metric(result, c.metric)
+        m, group = _pick(result, c, run_dir)
         ci = tuple(m.get("ci") or (None, None))
         observed = {"lower": ci[0], "upper": ci[1], "value": m.get("value")}[c.bound]
         if observed is None:
-            raise CxrbenchError(f"{c.metric} has no {BOUNDS[c.bound]} (undefined on this data)", where=str(run_dir))
+            raise CxrbenchError(f"{c.label} has no {BOUNDS[c.bound]} (undefined on this data)", where=str(run_dir))
         ok = (c.min is None or observed >= c.min) and (c.max is None or observed <= c.max)
-        results.append(CheckResult(c, float(observed), m.get("value"), (ci[0], ci[1]), ok))
+        results.append(CheckResult(c, float(observed), m.get("value"), (ci[0], ci[1]), ok, group))
     return GateReport(policy, Path(run_dir), str(result["model"]["name"]), str(result["dataset"]["name"]),
                       tuple(results))
+
+
+def _pick(result: dict[str, Any], c: Check, run_dir: Path) -> tuple[dict[str, Any], str | None]:
+    """The {"value", "ci"} a check compares, and the group it belongs to (None for a plain metric)."""
+    from benchmark.core.metric_spec import result_spec
+    from benchmark.reporting.result_schema import group_entries
+    from benchmark.reporting.results import metric
+
+    entries = group_entries(result, c.metric)
+    if c.group is None:
+        m = metric(result, c.metric)
+        if m is None:
+            names = ", ".join(sorted(str(g["group"].get("value")) for g in entries))
+            raise CxrbenchError(f"unusable: {c.metric} is measured per group; add `group:` with one of {names} "
+                                f"or {WORST}", where=str(run_dir))
+        return m, None
+    if not entries:
+        raise CxrbenchError(f"unusable: {c.metric} is not measured per group, so `group: {c.group}` names nothing; "
+                            "drop the group", where=str(run_dir))
+    if c.group != WORST:
+        found = next((g for g in entries if str(g["group"].get("value")) == c.group), None)
+        if found is None:
+            column = entries[0]["group"].get("column")
+            names = ", ".join(sorted(str(g["group"].get("value")) for g in entries))
+            raise CxrbenchError(f"unusable: the run has no {column} group {c.group!r} for {c.metric} (groups: "
+                                f"{names}, or {WORST})", where=str(run_dir))
+        return found, c.group
+    spec = result_spec(result, c.metric)
+    if spec is None or spec.higher_is_better is None:
+        why = "has no metric spec" if spec is None else "has no better direction (its spec says neither)"
+        raise CxrbenchError(f"unusable: {c.metric} {why}, so no group is the worst; name a group",
+                            where=str(run_dir))
+    index = {"lower": 0, "upper": 1}
+
+    def number(g: dict[str, Any]) -> float | None:
+        ci = g.get("ci") or (None, None)
+        return ci[index[c.bound]] if c.bound in index else g.get("value")
+
+    defined = [g for g in entries if number(g) is not None]
+    if not defined:
+        raise CxrbenchError(f"{c.label} has no {BOUNDS[c.bound]} in any group (undefined on this data)",
+                            where=str(run_dir))
+    pick = min if spec.higher_is_better else max
+    worst = pick(defined, key=number)
+    return worst, str(worst["group"].get("value"))
 
 
 def run_gate(run_dir: str | Path, policy: str | Path) -> GateReport:
@@ -264,7 +341,7 @@ def junit_xml(report: GateReport) -> str:
                              name=_xml_text(r.check.title), time="0")
         if not r.passed:
             fail = ET.SubElement(case, "failure", type="threshold",
-                                 message=_xml_text(f"{r.check.metric}: {BOUNDS[r.check.bound]} is "
+                                 message=_xml_text(f"{r.label}: {BOUNDS[r.check.bound]} is "
                                                    f"{r.observed:.4f}, required {r.check.threshold}"))
             fail.text = _xml_text(r.check.reason or "")
     ET.indent(root)
@@ -285,7 +362,7 @@ def markdown_summary(report: GateReport) -> str:
              "| result | metric | compared | observed | required | value [95% CI] | reason |",
              "|---|---|---|---:|---|---|---|"]
     for r in report.results:
-        lines.append(f"| {'pass' if r.passed else '**FAIL**'} | {_md(r.check.metric)} | {BOUNDS[r.check.bound]} | "
+        lines.append(f"| {'pass' if r.passed else '**FAIL**'} | {_md(r.label)} | {BOUNDS[r.check.bound]} | "
                      f"{r.observed:.3f} | {_md(r.check.threshold)} | {value_ci(r.value, r.ci)} | "
                      f"{_md(r.check.reason or '')} |")
     return "\n".join(lines) + "\n"
@@ -304,7 +381,7 @@ def gate_table(report: GateReport) -> Any:
         table.add_column(col, justify=justify)
     for r in report.results:
         table.add_row(Text("pass", style="green") if r.passed else Text("FAIL", style="bold red"),
-                      Text(terminal_safe(r.check.metric)), BOUNDS[r.check.bound], f"{r.observed:.3f}",
+                      Text(terminal_safe(r.label)), BOUNDS[r.check.bound], f"{r.observed:.3f}",
                       r.check.threshold,
                       Text(value_ci(r.value, r.ci)))
     return table

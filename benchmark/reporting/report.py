@@ -139,7 +139,9 @@ def _grid(result: dict[str, Any], figures: _Figures) -> str:
 def _suite_details(name: str, body: dict[str, Any], figures: _Figures) -> str:
     metrics = body.get("metrics", {})
     tables = body.get("tables", {}) if isinstance(body.get("tables"), dict) else {}
-    parts = [_table([{"metric": k, "value [95% CI]": v} for k, v in metrics.items()])]
+    from benchmark.core.metric_spec import better  # direction from the metric's spec, never from its name
+
+    parts = [_table([{"metric": k, "better": better(name, k, body), "value [95% CI]": v} for k, v in metrics.items()])]
     parts += [f"<p class=note>{escape(str(n))}</p>" for n in body.get("notes", []) or []]
     for tname, table in tables.items():
         if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):

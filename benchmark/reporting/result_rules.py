@@ -3,35 +3,20 @@ how many resampling units a run needs before its bootstrap intervals mean anythi
 
 Result files come from strangers (leaderboard submissions, a CI artifact), so `validate_result`
 (benchmark.reporting.results) refuses numbers no run can produce; the gate then says "unusable" instead of
-passing a check on them. The metric table lives here, in one place, until metrics carry their own
-specs.
+passing a check on them. A metric's known range comes from its spec (benchmark.core.metric_spec), the
+one source of truth: the code's spec for a built-in suite, the file's own for a suite this
+installation does not know.
 """
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
+
+from benchmark.core.metric_spec import find_spec, from_json, range_of, suite_specs
 
 # Fewer resampling units than this and a bootstrap CI is too rough to gate on (one patient gives a
 # zero-width "95% CI"). Units are patients when the data has patient ids, images otherwise.
 MIN_BOOTSTRAP_UNITS = 30
-
-# Known ranges, first match wins. Names are matched after dropping a group suffix (`accuracy[site_a]`)
-# and the study-level prefix (`study_`); metrics not listed only need to be finite. Differences
-# (gaps, drops, excess) and ratios (retention) are left out on purpose: their range depends on the
-# data.
-METRIC_RANGES: tuple[tuple[str, float, float], ...] = (
-    (r"site_gap_.*|.*_drop|.*_excess|.*_retention", -math.inf, math.inf),
-    (r"(.*_)?(accuracy|f1|macro_f1|map|auroc|macro_auroc|ap)", 0.0, 1.0),
-    (r"(auroc|ap|f1|precision|recall)_.*", 0.0, 1.0),
-    (r"site_auroc_(label_only|with_label|embedding)", 0.0, 1.0),
-    (r"(.*_)?(sensitivity|specificity)", 0.0, 1.0),
-    (r"(.*_)?(ece|ece_adaptive|classwise_ece|mce)(_ts)?", 0.0, 1.0),
-    (r"(.*_)?(kappa|mcc)", -1.0, 1.0),
-    (r"brier(_ts)?", 0.0, 2.0),
-    (r"nll(_ts)?|temperature", 0.0, math.inf),
-)
-_COMPILED = tuple((re.compile(p), lo, hi) for p, lo, hi in METRIC_RANGES)
 
 # A percentile interval need not contain its own point estimate (ECE, MCE and worst-group scores are
 # biased, so their resamples sit to one side): a value may lie outside its CI by up to the CI's width
@@ -42,13 +27,12 @@ CI_SLACK = 0.05
 _EPS = 1e-9
 
 
-def metric_range(name: str) -> tuple[float, float] | None:
-    base = re.sub(r"\[.*\]$", "", name)
-    base = base[len("study_"):] if base.startswith("study_") else base
-    for pattern, lo, hi in _COMPILED:
-        if pattern.fullmatch(base):
-            return None if (lo, hi) == (-math.inf, math.inf) else (lo, hi)
-    return None
+def metric_range(suite: str, name: str, column: str = "site", recorded: Any = None) -> tuple[float, float] | None:
+    """(lo, hi) of `suite.name` from its spec (infinite for an open end); None when both ends are open
+    or no spec is known. `recorded` is the file's own spec, used only for suites the code does not know."""
+    if suite_specs(suite) is not None:
+        return range_of(find_spec(suite, name, column))
+    return range_of(from_json(name, recorded))
 
 
 def is_number(x: Any) -> bool:
@@ -56,9 +40,13 @@ def is_number(x: Any) -> bool:
     return not isinstance(x, bool) and isinstance(x, int | float) and math.isfinite(x)
 
 
-def metric_problems(where: str, name: str, metric: dict[str, Any], *, ci_reliable: bool = True) -> list[str]:
-    """What is impossible about one metric's {"value", "ci"}; None stands for "undefined here"."""
+def metric_problems(where: str, metric: dict[str, Any], known: tuple[float, float] | None, *,
+                    ci_reliable: bool = True) -> list[str]:
+    """What is impossible about one metric's {"value", "ci"} given its known range (metric_range);
+    None stands for "undefined here"; a `ci` of null, for "not computed" (`--bootstrap 0`)."""
     value, ci = metric["value"], metric["ci"]
+    if ci is None:  # point estimates only: no interval is claimed, so none can be wrong
+        ci = [None, None]
     if value is not None and not is_number(value):
         return [f"{where}.value must be a finite number or null, found {value!r}"]
     if not (isinstance(ci, list) and len(ci) == 2 and all(c is None or is_number(c) for c in ci)):
@@ -66,7 +54,6 @@ def metric_problems(where: str, name: str, metric: dict[str, Any], *, ci_reliabl
     lo, hi = ci
     if lo is not None and hi is not None and lo > hi + _EPS:
         return [f"{where}.ci has its lower end {lo:g} above its upper end {hi:g}"]
-    known = metric_range(name)
     if known is not None:
         for label, x in (("value", value), ("ci lower end", lo), ("ci upper end", hi)):
             if x is not None and not known[0] - _EPS <= x <= known[1] + _EPS:
@@ -107,6 +94,12 @@ def units_problems(data: dict[str, Any]) -> list[str]:
         if is_number(expected) and units != expected:
             return [f"{where}.units is {units}, but dataset.counts says {expected} {bs.get('unit')}s"]
     return []
+
+
+def ci_computed(result: dict[str, Any]) -> bool:
+    """False for a run made with `--bootstrap 0`: point estimates only, every `ci` null."""
+    bs = result.get("provenance", {}).get("bootstrap")
+    return not (isinstance(bs, dict) and bs.get("n_resamples") == 0)
 
 
 def ci_reliability(result: dict[str, Any]) -> tuple[int | None, bool]:

@@ -1,12 +1,11 @@
-"""The result file (`result.json`, schema `cxrbench.result/1`): writing, reading, validation.
+"""The result file (`result.json`, schema `cxrbench.result/2`: benchmark.reporting.result_schema): writing,
+reading (v1 files are upgraded), validation.
 
 Result files are the only interface between running and presenting (leaderboard, gate, compare).
 """
 from __future__ import annotations
 
 import json
-import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,37 +13,19 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import CxrbenchError
+from benchmark.core.files import atomic_path, atomic_write_text
+from benchmark.core.jsonsafe import json_safe
 from benchmark.core.labels import CLASSES, PROB_COLUMNS
-from benchmark.reporting.result_rules import metric_problems, units_problems
-
-SCHEMA = "cxrbench.result/1"
+from benchmark.core.metric_spec import result_column
+from benchmark.reporting.result_rules import metric_problems, metric_range, units_problems
+from benchmark.reporting.result_schema import OLD_SCHEMAS, SCHEMA, attach_specs, grouped_problems, upgrade
 TOP_LEVEL = ("schema", "model", "dataset", "suites", "provenance")
 PREDICTION_COLUMNS = ("image_id", "view", "label", "patient_id", "site", *PROB_COLUMNS)
 
 
-def json_safe(obj: Any) -> Any:
-    """JSON-safe: numpy scalars to Python, NaN/inf to None (JSON has neither)."""
-    if isinstance(obj, dict):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
     safe = json_safe(result)  # NaN and inf become null (undefined) first, as the file will hold them
+    safe = attach_specs({**upgrade(safe), "schema": SCHEMA})  # the specs of every metric travel with it
     problems = validate_result(safe)
     if problems:
         raise CxrbenchError(f"refusing to write an invalid result: {problems[0]}", where=str(run_dir))
@@ -56,9 +37,12 @@ def write_result(run_dir: Path, result: dict[str, Any]) -> Path:
 def validate_result(data: Any) -> list[str]:
     """Every way `data` departs from the schema, or claims what no run can produce (non-finite or
     boolean numbers, a CI upside down or far from its value, a value outside the metric's known
-    range: benchmark.reporting.result_rules), as messages naming the field; empty when valid."""
+    range: benchmark.reporting.result_rules), as messages naming the field; empty when valid. A v1
+    file is judged as its v2 upgrade."""
     if not isinstance(data, dict):
         return ["top level is not a JSON object"]
+    if data.get("schema") in OLD_SCHEMAS:
+        data = upgrade(data)
     problems = [f"missing top-level key {k!r}" for k in TOP_LEVEL if k not in data]
     if problems:
         return problems
@@ -75,12 +59,22 @@ def validate_result(data: Any) -> list[str]:
         if not isinstance(body, dict) or not isinstance(body.get("metrics"), dict):
             problems.append(f"suites.{suite}.metrics is missing or not an object")
             continue
+        shape = grouped_problems(suite, body)
+        if shape:
+            problems += shape
+            continue
+        column, specs = result_column(data), body.get("specs", {})
         for name, metric in body["metrics"].items():
             where = f"suites.{suite}.metrics.{name}"
             if not isinstance(metric, dict) or "value" not in metric or "ci" not in metric:
                 problems.append(f"{where} needs 'value' and 'ci'")
                 continue
-            problems += metric_problems(where, str(name), metric, ci_reliable=_ci_reliable(data))
+            known = metric_range(suite, str(name), column, specs.get(name))
+            problems += metric_problems(where, metric, known, ci_reliable=_ci_reliable(data))
+        for i, g in enumerate(body.get("grouped", [])):
+            known = metric_range(suite, g["metric"], column, specs.get(g["metric"]))
+            problems += metric_problems(f"suites.{suite}.grouped[{i}] ({g['metric']}, {g['group']['column']} = "
+                                        f"{g['group']['value']})", g, known, ci_reliable=_ci_reliable(data))
     if not isinstance(data["provenance"], dict):
         problems.append("'provenance' is not an object")
     elif not problems:
@@ -107,19 +101,18 @@ def read_result(path: str | Path) -> dict[str, Any]:
     problems = validate_result(data)
     if problems:
         raise CxrbenchError(f"invalid result file: {problems[0]}", where=str(path))
-    return data
+    return upgrade(data)
 
 
 def write_predictions(run_dir: Path, predictions: pd.DataFrame) -> Path:
     path = run_dir / "predictions.parquet"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    predictions.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        predictions.to_parquet(tmp, index=False)
     return path
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
-    """A predictions file (parquet or CSV) with DESIGN's columns, validated; one line per problem."""
+    """A predictions file (parquet or CSV) with the README's columns, validated; one line per problem."""
     path = Path(path)
     if not path.is_file():
         raise CxrbenchError("predictions file not found", where=str(path))
@@ -158,11 +151,16 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def metric(result: dict[str, Any], address: str) -> dict[str, Any] | None:
-    """`suite.metric` -> {"value", "ci"}, or None when the result has no such metric."""
+def metric(result: dict[str, Any], address: str, group: str | None = None) -> dict[str, Any] | None:
+    """`suite.metric` -> {"value", "ci"}, or None when the result has no such metric; with `group`, the
+    entry of that metric measured on that group (result.json v2 `grouped`)."""
     suite, _, name = address.partition(".")
+    if group is not None:
+        from benchmark.reporting.result_schema import group_entries
+
+        return next((g for g in group_entries(result, address) if g["group"].get("value") == group), None)
     return result.get("suites", {}).get(suite, {}).get("metrics", {}).get(name)
 
 
 __all__ = ["SCHEMA", "CLASSES", "write_result", "read_result", "validate_result", "write_predictions",
-           "read_predictions", "metric", "atomic_write_text"]
+           "read_predictions", "metric", "upgrade"]

@@ -119,8 +119,10 @@ def _verify(run_dir: Path, tol: float) -> VerifyReport:
             raise _Unverifiable(f"recomputing suite {name!r} failed: {type(exc).__name__}: {exc}",
                                 where=str(run_dir)) from exc
         recorded = result["suites"][name]
-        checked += len(recorded.get("metrics", {}))
+        grouped = _by_group(recorded.get("grouped", [])), _by_group(body.get("grouped", []))
+        checked += len(recorded.get("metrics", {})) + len(grouped[0])
         diffs += _compare_metrics(name, recorded.get("metrics", {}), body["metrics"], tol)
+        diffs += _compare_metrics(name, *grouped, tol)  # per-group metrics (result.json v2)
         for part in ("tables", "notes"):
             if not _same(recorded.get(part, {} if part == "tables" else []), body[part], tol):
                 later.append(Difference(f"{name}.{part}", recorded.get(part), body[part]))
@@ -207,6 +209,17 @@ def _suite_fn(name: str, predictions, run_dir: Path):
         raise _Unverifiable(f"suite {name!r} needs view {lacking[0]!r}, which predictions.parquet lacks",
                             where=str(run_dir))
     return SUITES.get(name)
+
+
+def _by_group(entries: Any) -> dict[str, Any]:
+    """Per-group entries keyed `metric (column = value)`, for a difference that names its group."""
+    out = {}
+    for g in entries if isinstance(entries, list) else []:
+        group = g.get("group") if isinstance(g, dict) else None
+        if isinstance(group, dict):
+            out[f"{g.get('metric')} ({group.get('column')} = {group.get('value')})"] = \
+                {k: g.get(k) for k in ("value", "ci")}
+    return out
 
 
 def _compare_metrics(suite: str, recorded: dict[str, Any], recomputed: dict[str, Any], tol: float) -> list[Difference]:
