@@ -1,6 +1,9 @@
 """The registered names `supervised`, `moco`, `inpainting`, `multitask`: each resolves to the checkpoint
 folder trained into the models directory ($CXRBENCH_MODELS, else <cache>/models/<name>/), and says how to
-make it when it is not there. Imports no torch: resolving a name only finds a folder."""
+make it when it is not there. Imports no torch: resolving a name only finds a folder.
+
+They register through this distribution's `cxrbench.models` entry points (pyproject.toml), and the lung
+segmenter through a `cxrbench.plugins` hook, exactly as a third-party package would."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +12,7 @@ from pathlib import Path
 
 from baselines.config import models_dir, train_command
 from benchmark.core.errors import CheckpointError
+from benchmark.core.specs import ModelSpec
 
 LUNG_SEGMENTER = "multitask-lungs"
 
@@ -38,6 +42,16 @@ def multitask(**_: object) -> Path:
     return checkpoint_dir("multitask")
 
 
+def _spec(name: str, what: str) -> ModelSpec:
+    return ModelSpec(name, globals()[name], f"seed-study baseline ({what}); made by `cxrbench train {name}`")
+
+
+SUPERVISED = _spec("supervised", "timm backbone, class-weighted cross-entropy")
+MOCO = _spec("moco", "MoCo v2 pre-training, then fine-tuning")
+INPAINTING = _spec("inpainting", "inpainting-CXR pretext task, then fine-tuning")
+MULTITASK = _spec("multitask", "U-Net: class head + opacity/lung segmentation head")
+
+
 def lung_segmenter_version(folder: Path | None = None) -> str | None:
     """A version string for the multitask lung segmenter when a checkpoint with a trained lung channel
     is in the models directory, else None. Cheap (reads card.json, stats the weights) so the registry
@@ -54,13 +68,15 @@ def lung_segmenter_version(folder: Path | None = None) -> str | None:
     return hashlib.sha256(f"{card.get('name')}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
 
 
-def register_lung_segmenter(registry) -> None:
+def register_lung_segmenter(registry=None) -> None:
     """Offer the multitask network's lung channel as a segmenter, only when one has been trained.
 
     benchmark/data/lungs.py uses the first registered segmenter for rows without a manifest lung mask; a
     registration that could only fail (no checkpoint yet) would break every such run.
     """
+    if registry is None:  # called as the `cxrbench.plugins` hook
+        from benchmark.core.registry import SEGMENTERS as registry
     version = lung_segmenter_version()
-    if version is not None:
+    if version is not None and LUNG_SEGMENTER not in registry.names():
         registry.register(LUNG_SEGMENTER, "baselines.segmenter:MultitaskLungSegmenter", version=version,
                           description="lung channel of the trained multitask baseline (cxrbench train multitask)")

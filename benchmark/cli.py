@@ -9,10 +9,17 @@ import typer
 from rich.console import Console
 
 app = typer.Typer(add_completion=False, no_args_is_help=False, pretty_exceptions_enable=False,
-                  help="Evaluation and robustness benchmark for fine-grained COVID-19 chest X-ray models.")
+                  help="Evaluation and robustness benchmark for fine-grained COVID-19 chest X-ray models.\n\n"
+                       "Pipeline (benchmark/ by role): data (manifests, adapters, decoding) -> models (cards, "
+                       "loaders) -> execution (runner, forward passes, prediction store, shards, Ray) -> views "
+                       "(image transforms) -> suites (metrics, via stats) -> reporting (result.json, report, "
+                       "compare, gate, verify); audit checks data for leakage; core holds the registry and the "
+                       "plugin contract (docs/plugins.md).")
 out = Console()
 err = Console(stderr=True)
 STATE = {"debug": False}
+PLUGIN_HELP = ("Plugin module to import first: a module name or a .py file (repeatable; also CXRBENCH_PLUGINS, "
+               "comma-separated). See docs/plugins.md.")
 
 
 @app.callback()
@@ -43,6 +50,7 @@ def run_cmd(
     shards: Optional[int] = typer.Option(None, "--shards", help="Ray executor: row slices per view (default: one per task slot)."),
     shared_plotly: bool = typer.Option(False, "--shared-plotly", help="report.html loads plotly.js from one copy in --out instead of inlining it."),
     strict_paths: bool = typer.Option(False, "--strict-paths", help="Refuse manifest paths that are absolute or climb out of its folder with ../."),
+    plugin: list[str] = typer.Option([], "--plugin", help=PLUGIN_HELP),
 ) -> None:
     """Evaluate a model on a dataset and write result.json, predictions.parquet and report.html."""
     from benchmark import api
@@ -54,6 +62,7 @@ def run_cmd(
         ci_method=ci_method, predictions=predictions, trust_code=trust_code, cache_dir=cache_dir,
         progress=sys.stderr.isatty(), group_by=group_by, options=api.parse_options(option), shard=shard,
         executor=executor, address=address, shards=shards, shared_plotly=shared_plotly, strict_paths=strict_paths,
+        plugins=tuple(plugin),
     )
     outcome = api.run(req)
     print_summary(out, outcome)
@@ -73,8 +82,9 @@ def merge_cmd(
 
 
 @app.command("list")
-def list_cmd(kind: str = typer.Argument("suites", help="models, datasets, suites, views or segmenters")) -> None:
-    """List what is registered (built-in and plugins)."""
+def list_cmd(kind: str = typer.Argument("suites", help="models, datasets, suites, views or segmenters"),
+             plugin: list[str] = typer.Option([], "--plugin", help=PLUGIN_HELP)) -> None:
+    """List what is registered, with its origin: builtin, plugin:<distribution> or in-process."""
     from rich.table import Table
 
     from benchmark import api
@@ -82,7 +92,7 @@ def list_cmd(kind: str = typer.Argument("suites", help="models, datasets, suites
     table = Table(title=kind)
     for col in ("name", "origin", "description"):
         table.add_column(col)
-    for row in api.list_registry(kind):
+    for row in api.list_registry(kind, plugins=plugin):
         table.add_row(*row)
     out.print(table)
 
@@ -145,12 +155,13 @@ def gate_cmd(
 
 
 @app.command("verify")
-def verify_cmd(run_dir: Path = typer.Argument(..., help="Run folder (or its result.json).")) -> None:
+def verify_cmd(run_dir: Path = typer.Argument(..., help="Run folder (or its result.json)."),
+               plugin: list[str] = typer.Option([], "--plugin", help=PLUGIN_HELP)) -> None:
     """Recompute every suite from the run's predictions and compare with result.json: exit 0 all match,
     1 some differ (named), 2 cannot verify."""
     from benchmark import api
 
-    report = api.verify(run_dir)
+    report = api.verify(run_dir, plugins=plugin)
     (out if report.exit_code == 0 else err).print(report.headline, markup=False, highlight=False, soft_wrap=True)
     if report.exit_code:
         sys.exit(report.exit_code)  # a difference is a verdict, as for `gate`
@@ -278,13 +289,15 @@ def leaderboard_build_cmd(
     require_verified: bool = typer.Option(False, "--require-verified", help="Leave out entries that do not verify."),
     jobs: Optional[int] = typer.Option(None, "--jobs", help="Processes for verification (default: one per core)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache root for verifications (default: ~/.cache/cxrbench)."),
+    plugin: list[str] = typer.Option([], "--plugin", help=PLUGIN_HELP),
 ) -> None:
     """Write a static leaderboard that opens from disk (no server, no network)."""
     from benchmark import api
     from benchmark.core.textsafe import terminal_safe  # skipped files are named by what is in them
 
     outcome = api.leaderboard(run_dirs, out_dir, rank_by=rank_by, correction=correction, bootstrap=bootstrap, seed=seed,
-                              verify=verify, require_verified=require_verified, jobs=jobs, cache_dir=cache_dir)
+                              verify=verify, require_verified=require_verified, jobs=jobs, cache_dir=cache_dir,
+                              plugins=plugin)
     for line in outcome.skipped:
         err.print(terminal_safe(f"skipped {line}"), markup=False, highlight=False, soft_wrap=True)
     for line in outcome.notes:

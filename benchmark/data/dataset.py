@@ -18,6 +18,7 @@ import pandas as pd
 from benchmark.data.manifest import Manifest, load_manifest_csv, resolve_path, table_sha256
 from benchmark.core.errors import DataError
 from benchmark.core.registry import DATASETS
+from benchmark.core.specs import DatasetSpec
 
 
 class ImageSource(Protocol):
@@ -158,7 +159,6 @@ def parse_synth_options(arg: str | None, **defaults: object):
 SYNTH_EVAL_PATIENTS = 300  # about 600 images: the default `cxrbench run` stays quick on two cores
 
 
-@DATASETS.register("synth", description="embedded synthetic CXR data with known truth (options: synth:KEY=VALUE,...)")
 def synth_dataset(arg: str | None = None) -> Dataset:
     from benchmark.data.synth import synth_table
 
@@ -177,3 +177,7 @@ def synth_dataset(arg: str | None = None) -> Dataset:
         explicit=frozenset({"patient_id", "study_id", "site", "view", "split", "lung_mask"}),
     )
     return Dataset(manifest, SynthSource(cfg, manifest.table), description=f"synth {cfg}")
+
+
+# Registered through this distribution's `cxrbench.datasets` entry point (pyproject.toml).
+SYNTH = DatasetSpec("synth", synth_dataset, "embedded synthetic CXR data with known truth (synth:KEY=VALUE,...)")

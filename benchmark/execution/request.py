@@ -36,6 +36,7 @@ class RunRequest:
     shards: int | None = None         # row slices per view for the Ray executor (None: one per slot)
     strict_paths: bool = False        # refuse manifest paths that are absolute or climb out with ../
     shared_plotly: bool = False       # report.html loads plotly.js from `out`/plotly.min.js, written once
+    plugins: tuple[str, ...] = ()     # plugin modules to import first (`--plugin`; benchmark.core.plugins)
 
 
 EXECUTORS = ("local", "ray")

@@ -66,7 +66,8 @@ def fill_views(model, dataset: Dataset, views: Sequence[str], *, store: Predicti
         if len(missing):
             from benchmark.execution.forward import forward, pick_device
 
-            loaded = model.load(pick_device(device)) if hasattr(model, "load") else model
+            on = pick_device(device)  # a ModelRef loads there; a LoadedModel given directly is moved there
+            loaded = model.load(on) if hasattr(model, "load") else model.to(on) if hasattr(model, "to") else model
             stats.device = str(loaded.device)
             forward(loaded, dataset, todo, entries, done, missing, batch_size=batch_size, workers=workers,
                     seed=seed, progress=progress, stats=stats)
@@ -77,6 +78,9 @@ def fill_views(model, dataset: Dataset, views: Sequence[str], *, store: Predicti
 
 def view_entries(model, dataset: Dataset, views: Sequence[str], store: PredictionStore, masks=None) -> dict:
     """The store entry of each view of this model on this dataset (masks: benchmark.data.lungs.plan_masks)."""
+    from benchmark.core.labels import PROB_COLUMNS
+    from benchmark.views.embedding import EMBEDDING_VIEW
+
     if masks is None:
         masks = _mask_plan(dataset, views)
     fingerprints = dataset.source.fingerprints()
@@ -84,7 +88,8 @@ def view_entries(model, dataset: Dataset, views: Sequence[str], store: Predictio
         v: store.entry(prediction_key(
             model_sha256=model.fingerprint(), preprocessing=model.preprocessing_key(),
             manifest_sha256=dataset.manifest.sha256,
-            view=f"{v}#lungs:{masks.key}" if masks is not None and _uses_masks(v) else v), fingerprints)
+            view=f"{v}#lungs:{masks.key}" if masks is not None and _uses_masks(v) else v), fingerprints,
+            width=None if v == EMBEDDING_VIEW else len(PROB_COLUMNS))
         for v in views
     }
 
@@ -98,8 +103,7 @@ def _row_mask(rows: np.ndarray, n: int) -> np.ndarray:
 def _uses_masks(spec: str) -> bool:
     from benchmark.core.registry import VIEWS
 
-    entry = VIEWS.entry(spec.partition("@")[0])
-    return bool(entry.meta.get("needs_masks") or (entry.loaded and getattr(entry.target, "needs_masks", False)))
+    return bool(getattr(VIEWS.get(spec.partition("@")[0]), "needs_masks", False))  # the View class says
 
 
 def _mask_plan(dataset: Dataset, views: Sequence[str]):

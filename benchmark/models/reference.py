@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from benchmark.core.specs import ModelSpec
+
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "reference"
 ARCHITECTURE = "cxrbench:small_cnn"
 INPUT_SIZE = (128, 128)
@@ -33,3 +35,8 @@ def reference_checkpoint(**_: object) -> Path:
                               "`python -m benchmark.models.reference_train --out benchmark/assets/reference`",
                               where=str(ASSET_DIR))
     return ASSET_DIR
+
+
+# Registered through this distribution's `cxrbench.models` entry point (pyproject.toml).
+REFERENCE = ModelSpec("reference", reference_checkpoint,
+                      "small CNN trained on synth, shipped with the package (the default model)")

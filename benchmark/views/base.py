@@ -41,7 +41,6 @@ class View:
         raise NotImplementedError
 
 
-@VIEWS.register("clean", description="the unperturbed canonical image")
 class CleanView(View):
     name = "clean"
 

@@ -1,16 +1,29 @@
-"""Dataset adapters: public COVID-19 CXR collections in their original layouts -> DESIGN's manifest.
+"""Dataset adapters: public COVID-19 CXR collections in their original layouts -> the README's manifest.
 
-Each module exposes `<name>_dataset(path)`, registered lazily in `benchmark.core.builtins` under DATASETS,
-so `--data siim:/data/siim` imports no adapter until it is used. This package module stays light
-(the CLI imports it at start-up for the warning filter).
+Each module exposes `<name>_dataset(path)`, declared below (DatasetSpec with a lazy target) and registered
+through this distribution's `cxrbench.datasets` entry points, so `--data siim:/data/siim` imports no
+adapter until it is used. This package module stays light (the CLI imports it at start-up for the
+warning filter).
 """
 from __future__ import annotations
 
 import warnings
 
 from benchmark.core.errors import UserFacingWarning
+from benchmark.core.specs import DatasetSpec
 
 ADAPTERS = ("siim", "covidx", "covidqu", "bimcv", "ricord")
+
+SIIM = DatasetSpec("siim", "benchmark.data.adapters.siim:siim_dataset",
+                   "SIIM-FISABIO-RSNA COVID-19 Kaggle layout (siim:PATH): study labels, boxes, DICOM headers")
+COVIDX = DatasetSpec("covidx", "benchmark.data.adapters.covidx:covidx_dataset",
+                     "COVIDx CXR label files + image folders (covidx:PATH): COVID-positive/negative via coarse tasks")
+COVIDQU = DatasetSpec("covidqu", "benchmark.data.adapters.covidqu:covidqu_dataset",
+                      "COVID-QU-Ex folders (covidqu:PATH): lung masks; infection masks as lesions")
+BIMCV = DatasetSpec("bimcv", "benchmark.data.adapters.bimcv:bimcv_dataset",
+                    "BIMCV-COVID19+ MIDS layout (bimcv:PATH): labels from report terms")
+RICORD = DatasetSpec("ricord", "benchmark.data.adapters.ricord:ricord_dataset",
+                     "MIDRC-RICORD-1c DICOMs + MD.ai labels (ricord:PATH): four appearance labels")
 
 
 class DataWarning(UserFacingWarning):
