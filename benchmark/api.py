@@ -341,6 +341,7 @@ def compare(run_dirs: list[Path], *, correction: str = "holm", alpha: float = 0.
     from benchmark.core.files import atomic_write_text
     from benchmark.stats import BootstrapConfig
 
+    _resampling(bootstrap)
     comp = compare_runs(list(run_dirs), metrics=tuple(metrics or DEFAULT_METRICS), correction=correction,
                         alpha=alpha, config=BootstrapConfig(n_resamples=bootstrap, seed=seed))
     if json_out is not None:
@@ -348,6 +349,14 @@ def compare(run_dirs: list[Path], *, correction: str = "holm", alpha: float = 0.
 
         atomic_write_text(Path(json_out), json.dumps(comp.to_json(), indent=2) + "\n")
     return comp
+
+
+def _resampling(bootstrap: int) -> None:
+    """Paired tests and tie groups are made of resamples: `--bootstrap 0` (point estimates only)
+    serves `run`, not a comparison. (Runs made with it compare fine: compare resamples their predictions.)"""
+    if bootstrap == 0:
+        raise CxrbenchError("0 (point estimates only) computes no test: a comparison needs resamples, "
+                            "e.g. --bootstrap 1000", where="--bootstrap")
 
 
 def gate(run_dir: Path, policy: str, *, junit: Path | None = None, summary: Path | None = None):
@@ -394,6 +403,7 @@ def leaderboard(run_dirs: list[Path], out: Path, *, rank_by: str = "subtype.map"
 
     load_plugins(plugins)  # verification jobs inherit them through CXRBENCH_PLUGINS
 
+    _resampling(bootstrap)
     return build_site(list(run_dirs), Path(out), rank_by=rank_by, correction=correction, bootstrap=bootstrap,
                       seed=seed, verify=verify, require_verified=require_verified, jobs=jobs, cache_dir=cache_dir)
 

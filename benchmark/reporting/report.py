@@ -5,79 +5,39 @@ verdict, headline numbers with CIs, warnings), then the figures a reader would r
 read, in a grid, then every suite's full tables and remaining figures, collapsed. plotly.js is inlined
 (about 4.6 MB), or, with `shared_plotly`, written once beside the run folders and referenced (the
 report is then about a tenth of the size and opens offline as long as it stays in its folder).
-Every string that came from a result file is escaped; figure JSON cannot close its <script>.
+The page is templates/report.html (Jinja2, autoescaped: benchmark.reporting.templating), so every
+string that came from a result file is escaped; figure JSON cannot close its <script>.
 """
 from __future__ import annotations
 
 import json
 import re
-from html import escape
 from pathlib import Path
 from typing import Any
 
-from benchmark.reporting.report_panel import PANEL_CSS, verdict_panel
+from markupsafe import Markup
+
 from benchmark.core.files import atomic_write_text
-from benchmark.core.jsonsafe import json_safe
+from benchmark.reporting.report_panel import PANEL_CSS
+from benchmark.reporting.templating import script_json
 
 PLOTLY_FILE = "plotly.min.js"
 # The figures of the grid, in reading order: (suite, figure).
 GRID = (("subtype", "confusion_matrix"), ("calibration", "reliability_diagram"), ("cross_site", "per_group_metrics"),
         ("shortcut", "retention"), ("shortcut", "view_examples"), ("robustness", "degradation_macro_f1"))
 
-
-def _fmt(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else escape(str(x))
-
-
-def metric_cell(m: dict[str, Any]) -> str:
-    lo, hi = (m.get("ci") or [None, None])
-    return f"{_fmt(m.get('value'))} <span class=ci>[{_fmt(lo)}, {_fmt(hi)}]</span>"
-
-
-def script_json(obj: Any) -> str:
-    """JSON that is safe inside a <script> element (no early `</script>`, no HTML comment)."""
-    return (json.dumps(json_safe(obj), allow_nan=False).replace("<", "\\u003c").replace(">", "\\u003e")
-            .replace("&", "\\u0026"))
-
-
-def _table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return ""
-    cols = list(dict.fromkeys(c for r in rows for c in r))
-    head = "".join(f"<th>{escape(str(c))}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(
-            f"<td>{metric_cell(r[c]) if isinstance(r.get(c), dict) and 'value' in r[c] else _fmt(r.get(c))}</td>"
-            for c in cols) + "</tr>"
-        for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _matrix(table: dict[str, Any]) -> str:
-    """A labelled matrix such as the confusion matrix: {"classes": [...], "<rows>": [[...], ...]}."""
-    classes = table.get("classes") if isinstance(table.get("classes"), list) else []
-    matrix = next((v for k, v in table.items() if k != "classes" and isinstance(v, list) and v
-                   and all(isinstance(r, list) for r in v)), None)
-    if matrix is None:
-        return f"<pre>{escape(json.dumps(table, default=str)[:4000])}</pre>"
-    head = "<th>true \\ predicted</th>" + "".join(f"<th>{escape(str(c))}</th>" for c in classes)
-    body = "".join(f"<tr><th>{escape(str(classes[i])) if i < len(classes) else ''}</th>"
-                   + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>" for i, row in enumerate(matrix))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
+__all__ = ["render_report", "write_report", "write_shared_plotly", "script_json"]
 
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
-def _images(fig: dict[str, Any]) -> str:
-    """A figure of type "images": {"title", "images": [{"caption", "png_base64"}]}, as a grid of
-    inline PNGs; anything that is not plain base64 is left out rather than written into the page."""
-    cells = "".join(
-        f"<figure><img alt='{escape(str(im.get('caption', '')))}' src='data:image/png;base64,{im['png_base64']}'>"
-        f"<figcaption>{escape(str(im.get('caption', '')))}</figcaption></figure>"
-        for im in fig.get("images", []) if isinstance(im, dict) and isinstance(im.get("png_base64"), str)
-        and _BASE64.fullmatch(im["png_base64"]))
-    return f"<p>{escape(str(fig.get('title', '')))}</p><div class=gallery>{cells}</div>"
+def _images(fig: dict[str, Any]) -> dict[str, Any]:
+    """A figure of type "images": {"title", "images": [{"caption", "png_base64"}]}; anything that is
+    not plain base64 is left out rather than written into the page."""
+    shown = [{"caption": str(im.get("caption", "")), "png_base64": im["png_base64"]}
+             for im in fig.get("images", []) if isinstance(im, dict) and isinstance(im.get("png_base64"), str)
+             and _BASE64.fullmatch(im["png_base64"])]
+    return {"kind": "images", "title": str(fig.get("title", "")), "images": shown}
 
 
 class _Figures:
@@ -87,9 +47,10 @@ class _Figures:
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
 
-    def add(self, fig: Any, *, in_grid: bool = False) -> str:
+    def add(self, fig: Any, *, in_grid: bool = False) -> dict[str, Any] | None:
+        """What the template shows for `fig`: a plot's div, a gallery, or nothing."""
         if not isinstance(fig, dict):
-            return ""
+            return None
         if fig.get("type") == "images":
             return _images(fig)
         from benchmark.reporting.figure_filter import safe_figure
@@ -104,16 +65,11 @@ class _Figures:
                 height = 380
             layout.update(autosize=True, height=min(height, 380),
                           margin={"l": 90, "r": 20, "t": 50, "b": 60})
-        data = fig["data"]
-        self.items[div] = {"data": data, "layout": layout, "grid": in_grid}
-        return f"<div class=fig id='{div}'></div>"
-
-    def script(self) -> str:
-        return (f"<script type='application/json' id='cxr-figures'>{script_json(self.items)}</script>"
-                f"<script>{DRAW_JS}</script>")
+        self.items[div] = {"data": fig["data"], "layout": layout, "grid": in_grid}
+        return {"kind": "plot", "div": div}
 
 
-DRAW_JS = """(function(){var figs=JSON.parse(document.getElementById('cxr-figures').textContent);
+DRAW_JS = Markup("""(function(){var figs=JSON.parse(document.getElementById('cxr-figures').textContent);
 function draw(el){var f=figs[el.id];if(!f||el.dataset.drawn)return;el.dataset.drawn='1';
 if(typeof Plotly==='undefined'){el.textContent='plotly.js did not load (a report made with the shared asset needs '+
 'plotly.min.js in the folder above the run folder); the numbers are in the tables.';return;}
@@ -121,39 +77,45 @@ Plotly.newPlot(el,f.data,f.layout,{displaylogo:false,responsive:true,displayMode
 document.querySelectorAll('#figures .fig').forEach(draw);
 document.querySelectorAll('details').forEach(function(d){d.addEventListener('toggle',function(){
 if(d.open)d.querySelectorAll('.fig').forEach(draw);});});
-document.body.dataset.plots='done';})();"""
+document.body.dataset.plots='done';})();""")
 
 
-def _grid(result: dict[str, Any], figures: _Figures) -> str:
+def _grid(result: dict[str, Any], figures: _Figures) -> list[dict[str, Any]]:
     cells = []
     for suite, name in GRID:
         fig = result["suites"].get(suite, {}).get("figures", {}).get(name)
         if isinstance(fig, dict):
-            cells.append(f"<figure class=cell><figcaption>{escape(suite)}: {escape(name)}"
-                         f"</figcaption>{figures.add(fig, in_grid=True)}</figure>")
-    if not cells:
-        return ""
-    return f"<section id=figures><h2>Figures</h2><div class=grid>{''.join(cells)}</div></section>"
+            cells.append({"caption": f"{suite}: {name}", "figure": figures.add(fig, in_grid=True)})
+    return cells
 
 
-def _suite_details(name: str, body: dict[str, Any], figures: _Figures) -> str:
+def _table(name: str, table: Any) -> dict[str, Any] | None:
+    """A suite table as the template shows it: row dicts, a labelled matrix, or its JSON."""
+    if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
+        return {"kind": "rows", "name": name, "rows": table}
+    if not isinstance(table, dict):
+        return None
+    classes = table.get("classes") if isinstance(table.get("classes"), list) else []
+    matrix = next((v for k, v in table.items() if k != "classes" and isinstance(v, list) and v
+                   and all(isinstance(r, list) for r in v)), None)
+    if matrix is None:
+        from benchmark.reporting.templating import json_text
+
+        return {"kind": "json", "name": name, "text": json_text(table)}
+    return {"kind": "matrix", "name": name, "classes": classes, "rows": matrix}
+
+
+def _suite(name: str, body: dict[str, Any], figures: _Figures) -> dict[str, Any]:
     metrics = body.get("metrics", {})
     tables = body.get("tables", {}) if isinstance(body.get("tables"), dict) else {}
-    from benchmark.core.metric_spec import better  # direction from the metric's spec, never from its name
-
-    parts = [_table([{"metric": k, "better": better(name, k, body), "value [95% CI]": v} for k, v in metrics.items()])]
-    parts += [f"<p class=note>{escape(str(n))}</p>" for n in body.get("notes", []) or []]
-    for tname, table in tables.items():
-        if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
-            parts.append(f"<h3>{escape(tname)}</h3>{_table(table)}")
-        elif isinstance(table, dict):
-            parts.append(f"<h3>{escape(tname)}</h3>{_matrix(table)}")
     shown = {n for s, n in GRID if s == name}
-    for fname, fig in (body.get("figures", {}) or {}).items():
-        if fname not in shown:
-            parts.append(f"<h3>{escape(fname)}</h3>{figures.add(fig)}")
-    summary = f"{escape(name)}: {len(metrics)} metrics, {len(tables)} tables"
-    return f"<details id='suite-{escape(name)}'><summary>{summary}</summary>{''.join(parts)}</details>"
+    return {
+        "name": name, "summary": f"{name}: {len(metrics)} metrics, {len(tables)} tables",
+        "metrics": [{"metric": k, "value [95% CI]": v} for k, v in metrics.items()],
+        "notes": [str(n) for n in body.get("notes", []) or []],
+        "tables": [t for t in (_table(k, v) for k, v in tables.items()) if t is not None],
+        "figures": [(k, figures.add(f)) for k, f in (body.get("figures", {}) or {}).items() if k not in shown],
+    }
 
 
 CSS = """body{font-family:system-ui,sans-serif;margin:1.5em 2em;max-width:1200px;color:#222}
@@ -172,23 +134,26 @@ details>summary{cursor:pointer;font-weight:600;color:#0969da}""" + "\n" + PANEL_
 def render_report(result: dict[str, Any], predictions: Any = None, *, plotly_src: str | None = None) -> str:
     """The page; plotly.js inlined, or loaded from `plotly_src` (a relative URL) when given."""
     from benchmark.core.errors import CxrbenchError
+    from benchmark.reporting.result_rules import ci_computed
+    from benchmark.reporting.summary import POINT_ONLY
+    from benchmark.reporting.templating import render
     from benchmark.reporting.verdict import build_verdict
 
     model, dataset, prov = result["model"], result["dataset"], result["provenance"]
     counts = dataset.get("counts", {}) if isinstance(dataset.get("counts"), dict) else {}
     title = f"cxrbench: {model.get('name')} on {dataset.get('name')}"
     bs = prov.get("bootstrap") if isinstance(prov.get("bootstrap"), dict) else {}
-    subtitle = (f"{counts.get('images')} images, {counts.get('patients')} patients; 95% CIs from a "
-                f"{bs.get('method')} bootstrap over {bs.get('unit')}s (B = {bs.get('n_resamples')}); "
-                f"{prov.get('started_at')}")
+    how = (POINT_ONLY if not ci_computed(result) else
+           f"95% CIs from a {bs.get('method')} bootstrap over {bs.get('unit')}s (B = {bs.get('n_resamples')})")
+    subtitle = f"{counts.get('images')} images, {counts.get('patients')} patients; {how}; {prov.get('started_at')}"
+    verdict, problem = None, ""
     try:
-        panel = verdict_panel(build_verdict(result, predictions), title=title, subtitle=subtitle)
+        verdict = build_verdict(result, predictions)
     except CxrbenchError as exc:  # the report still shows the numbers
-        panel = (f"<header id=verdict class=verdict><h1>{escape(title)}</h1>"
-                 f"<p class=overall>No verdict: {escape(str(exc))}</p></header>")
+        problem = str(exc)
     figures = _Figures()
     grid = _grid(result, figures)
-    details = "".join(_suite_details(n, b, figures) for n, b in result["suites"].items() if isinstance(b, dict))
+    suites = [_suite(n, b, figures) for n, b in result["suites"].items() if isinstance(b, dict)]
     facts = {
         "model": model.get("name"), "weights sha256": model.get("sha256"), "dataset": dataset.get("name"),
         "manifest sha256": dataset.get("manifest_sha256"), "images": counts.get("images"),
@@ -196,13 +161,10 @@ def render_report(result: dict[str, Any], predictions: Any = None, *, plotly_src
         "metric code version": prov.get("metric_code_version"), "seed": prov.get("seed"),
         "bootstrap": json.dumps(prov.get("bootstrap")), "device": prov.get("device"), "started": prov.get("started_at"),
     }
-    dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in facts.items())
-    plotly = (f"<script>{_plotly_js()}</script>" if plotly_src is None
-              else f"<script src='{escape(plotly_src, quote=True)}'></script>")
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{escape(title)}</title><style>{CSS}</style>"
-            f"{plotly}</head><body>{panel}{grid}<section id=tables><h2>Full results</h2>{details}"
-            f"<details id=provenance><summary>provenance</summary><dl>{dl}</dl></details></section>"
-            f"{figures.script()}</body></html>")
+    return str(render("report.html", title=title, subtitle=subtitle, verdict=verdict, no_verdict=problem,
+                      css=Markup(CSS), plotly_src=plotly_src, plotly_js=Markup(_plotly_js()) if plotly_src is None else "",
+                      grid=grid, suites=suites, facts=[(k, str(v)) for k, v in facts.items()],
+                      figures=figures.items, draw_js=DRAW_JS))
 
 
 def _plotly_js() -> str:

@@ -1,56 +1,19 @@
 """The verdict panel at the top of report.html (benchmark.reporting.verdict rendered as HTML).
 
-Everything that came from a result file goes through `escape`: model names, metric names, the
-shortcut explanation and the policy's reasons alike.
+Its markup is the `panel` macro of templates/report_panel.html; autoescape covers everything that
+came from a result file: model names, metric names, the shortcut explanation and the policy's reasons.
 """
 from __future__ import annotations
 
-from html import escape
-from typing import Any
+from markupsafe import Markup
 
-from benchmark.reporting.verdict import CheckLine, Verdict
-
-
-def _f(x: Any) -> str:
-    return "n/a" if x is None else f"{x:.3f}" if isinstance(x, float) else escape(str(x))
+from benchmark.reporting.verdict import Verdict
 
 
-def _ci(value: Any, ci: tuple[Any, Any]) -> str:
-    return f"{_f(value)} <span class=ci>[{_f(ci[0])}, {_f(ci[1])}]</span>"
+def verdict_panel(v: Verdict, *, title: str, subtitle: str) -> Markup:
+    from benchmark.reporting.templating import environment
 
-
-def _check_row(c: CheckLine) -> str:
-    label = {"pass": "pass", "fail": "FAIL", "unusable": "unusable"}[c.status]
-    if c.status == "unusable":
-        numbers = f"<td colspan=2 class=problem>{escape(c.problem)}</td>"
-    else:
-        numbers = f"<td class=num>{_f(c.observed)}</td><td class=num>{_ci(c.value, c.ci)}</td>"
-    reason = f" title='{escape(c.reason, quote=True)}'" if c.reason else ""
-    return (f"<tr class='check {c.status}'><td><span class='mark {c.status}'>{label}</span></td>"
-            f"<td{reason}><code>{escape(c.metric)}</code></td><td>{escape(c.compared)} {escape(c.required)}</td>"
-            f"{numbers}</tr>")
-
-
-def verdict_panel(v: Verdict, *, title: str, subtitle: str) -> str:
-    rows = "".join(_check_row(c) for c in v.checks)
-    table = (f"<table class=checks><thead><tr><th>result</th><th>check</th><th>required</th><th>observed</th>"
-             f"<th>value [95% CI]</th></tr></thead><tbody>{rows}</tbody></table>")
-    facts = []
-    if v.shortcut is not None:
-        code, text = v.shortcut
-        facts.append(f"<li><b>Shortcut test:</b> <span class='shortcut {escape(code)}'>{escape(code)}</span>. "
-                     f"{escape(text)}</li>")
-    else:
-        facts.append("<li><b>Shortcut test:</b> not run (add <code>shortcut</code> to <code>--suites</code>).</li>")
-    for h in v.headlines:
-        where = f" ({escape(h.note)})" if h.note else ""
-        facts.append(f"<li><b>{escape(h.label)}{where}:</b> {_ci(h.value, h.ci)}</li>")
-    warnings = "".join(f"<li>{escape(w)}</li>" for w in v.warnings)
-    warn_html = f"<ul class=warnings>{warnings}</ul>" if warnings else ""
-    return (f"<header id=verdict class='verdict {v.outcome}'><h1>{escape(title)}</h1>"
-            f"<p class=sub>{escape(subtitle)}</p>"
-            f"<p class='overall {v.outcome}'>{escape(v.summary)}</p>{table}"
-            f"<ul class=facts>{''.join(facts)}</ul>{warn_html}</header>")
+    return Markup(environment(None).get_template("report_panel.html").module.panel(v, title, subtitle))
 
 
 PANEL_CSS = """header.verdict{border:2px solid #d0d7de;border-radius:8px;padding:.8em 1.2em;margin-bottom:1.5em}

@@ -22,6 +22,11 @@ HEADLINES = {
 }
 
 
+# Said wherever a run made with --bootstrap 0 is shown (terminal and report).
+POINT_ONLY = ("--bootstrap 0: point estimates only, no confidence intervals (every ci is null); a gate on a "
+              "CI bound cannot judge this run")
+
+
 def print_summary(console: Console, outcome) -> None:
     if not hasattr(outcome, "result"):
         _print_shard(console, outcome)
@@ -36,20 +41,28 @@ def print_summary(console: Console, outcome) -> None:
                   f" ({outcome.forward_images} forward passes, cached views: "
                   f"{escape(', '.join(outcome.cached_views) or 'none')}; cached suites: "
                   f"{escape(', '.join(prov.get('cached_suites') or []) or 'none')})", highlight=False)
-    if bs.get("ci_reliable") is False:  # benchmark.reporting.result_rules: too few units for a meaningful CI
+    from benchmark.reporting.result_rules import ci_computed
+
+    point_only = not ci_computed(result)
+    if point_only:
+        console.print(f"[bold yellow]note:[/] {POINT_ONLY}", highlight=False, soft_wrap=True)
+    elif bs.get("ci_reliable") is False:  # benchmark.reporting.result_rules: too few units for a meaningful CI
         console.print(f"[bold yellow]warning:[/] the 95% CIs rest on {bs.get('units')} {escape(str(bs.get('unit')))}s, "
                       f"fewer than {bs.get('min_units')}: they are unreliable, and a gate on a CI bound "
                       "refuses this run", highlight=False, soft_wrap=True)
     for suite, body in result["suites"].items():
         names = HEADLINES.get(suite) or tuple(body["metrics"])[:12]
-        table = Table(title=f"{suite}  (95% CI, {bs['method']} bootstrap over {bs['unit']}s, B={bs['n_resamples']})")
+        how = ("point estimates, no CIs" if point_only
+               else f"95% CI, {bs['method']} bootstrap over {bs['unit']}s, B={bs['n_resamples']}")
+        table = Table(title=f"{suite}  ({how})")
         table.add_column("metric")
         table.add_column("value", justify="right")
-        table.add_column("95% CI", justify="right")
+        if not point_only:
+            table.add_column("95% CI", justify="right")
         for name in names:
             m = body["metrics"].get(name)
             if m is not None:
-                table.add_row(escape(name), num(m["value"]), escape(ci_text(m["ci"])))
+                table.add_row(escape(name), num(m["value"]), *([] if point_only else [escape(ci_text(m["ci"]))]))
         console.print(table)
     console.print(f"wrote {outcome.run_dir}/result.json, predictions.parquet, report.html", markup=False,
                   highlight=False)

@@ -36,7 +36,7 @@ class Headline:
     label: str
     metric: str                   # suite.metric
     value: float | None
-    ci: tuple[float | None, float | None]
+    ci: tuple[float | None, float | None] | None  # None: the run computed no CIs (--bootstrap 0)
     note: str = ""
 
 
@@ -84,15 +84,15 @@ def build_verdict(result: dict[str, Any], predictions: Any = None, *, policy: st
 def _check(result: dict[str, Any], policy: Any, check: Any) -> CheckLine:
     from benchmark.reporting.gate import BOUNDS, evaluate
 
-    line = CheckLine(check.metric, BOUNDS[check.bound], check.threshold, "unusable", reason=check.reason or "")
+    line = CheckLine(check.label, BOUNDS[check.bound], check.threshold, "unusable", reason=check.reason or "")
     try:
         r = evaluate(result, dataclasses.replace(policy, checks=(check,)), Path("run")).results[0]
     except CxrbenchError as exc:
         text = str(exc)
         text = text[len(exc.where) + 2:] if exc.where and text.startswith(f"{exc.where}: ") else text
         return dataclasses.replace(line, problem=text)
-    return dataclasses.replace(line, status="pass" if r.passed else "fail", observed=r.observed, value=r.value,
-                               ci=r.ci)
+    return dataclasses.replace(line, metric=r.label, status="pass" if r.passed else "fail", observed=r.observed,
+                               value=r.value, ci=r.ci)
 
 
 def _metric(result: dict[str, Any], address: str) -> dict[str, Any] | None:
@@ -126,8 +126,10 @@ def _headlines(result: dict[str, Any]) -> tuple[Headline, ...]:
     return tuple(out)
 
 
-def _ci(m: dict[str, Any]) -> tuple[float | None, float | None]:
+def _ci(m: dict[str, Any]) -> tuple[float | None, float | None] | None:
     ci = m.get("ci")
+    if ci is None:
+        return None
     return (ci[0], ci[1]) if isinstance(ci, list) and len(ci) == 2 else (None, None)
 
 

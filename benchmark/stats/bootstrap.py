@@ -7,6 +7,7 @@ benchmark.stats.intervals for the interval methods and benchmark.stats.resample 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 
@@ -34,7 +35,8 @@ METHODS = ("percentile", "bca")
 @dataclass(frozen=True)
 class BootstrapConfig:
     """How intervals are computed. `chunk` bounds memory (resamples evaluated at once); it never
-    changes results. `jackknife_groups` caps the number of jackknife deletes used for BCa."""
+    changes results. `jackknife_groups` caps the number of jackknife deletes used for BCa.
+    `n_resamples` 0 asks for point estimates only (no interval at all: `ci` is null in the result)."""
 
     n_resamples: int = 1000
     level: float = 0.95
@@ -46,14 +48,23 @@ class BootstrapConfig:
     def __post_init__(self) -> None:
         for name, least in (("n_resamples", 2), ("chunk", 1), ("jackknife_groups", 2)):
             val = getattr(self, name)
+            if name == "n_resamples" and not isinstance(val, bool) and isinstance(val, (int, np.integer)) \
+                    and val == 0:
+                continue  # point estimates only
             if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < least:
-                raise CxrbenchError(f"expected an integer >= {least}, found {val!r}", where=f"bootstrap.{name}")
+                also = "0 (point estimates only) or " if name == "n_resamples" else ""
+                raise CxrbenchError(f"expected {also}an integer >= {least}, found {val!r}", where=f"bootstrap.{name}")
         if isinstance(self.level, bool) or not isinstance(self.level, (int, float)) or not 0.0 < self.level < 1.0:
             raise CxrbenchError(f"expected a level in (0, 1), found {self.level!r}", where="bootstrap.level")
         if self.method not in METHODS:
             raise CxrbenchError(f"expected one of {list(METHODS)}, found {self.method!r}", where="bootstrap.method")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise CxrbenchError(f"expected a non-negative integer seed, found {self.seed!r}", where="bootstrap.seed")
+
+    @property
+    def point_only(self) -> bool:
+        """No resampling: estimates carry no interval."""
+        return self.n_resamples == 0
 
     def to_json(self) -> dict:
         return {k: (int(v) if isinstance(v, np.integer) else v) for k, v in asdict(self).items()}
@@ -64,12 +75,17 @@ DEFAULT_CONFIG = BootstrapConfig()
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate on the full test set and its confidence interval."""
+    """A point estimate on the full test set and its confidence interval. Without resampling
+    (`--bootstrap 0`) there is none: `has_ci` is False, `ci` is (nan, nan) so that code reading its
+    ends sees "undefined", and the JSON says `"ci": null`, not an interval of unknown ends."""
 
     value: float
     ci: tuple[float, float]
+    has_ci: bool = True
 
     def to_json(self) -> dict:
+        if not self.has_ci:
+            return {"value": finite(self.value), "ci": None}
         return {"value": finite(self.value), "ci": [finite(self.ci[0]), finite(self.ci[1])]}
 
 
@@ -182,6 +198,10 @@ def bootstrap(stat_fn: StatFn, y, probs, *, clusters=None, strata=None,
     y, probs = check_inputs(y, probs)
     units = make_units(y.size, clusters=clusters, strata=strata)
     point = point_estimate(stat_fn, y, probs)
+    if config.point_only:
+        none = (math.nan, math.nan)
+        return BootstrapResult({k: Estimate(v, none, has_ci=False) for k, v in point.items()}, units.kind,
+                               units.n_units, int(y.size), config, {k: np.zeros(0) for k in point})
     reps = replicate_stats(stat_fn, y, probs, units, config)
     jack = jackknife_stats(stat_fn, y, probs, units, config) if config.method == "bca" else {}
     estimates = {k: Estimate(point[k], interval(reps[k], point[k], config, jack.get(k))) for k in point}
