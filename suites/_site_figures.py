@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmark.core.jsonsafe import finite
 from benchmark.core.labels import CLASSES
 
 
@@ -14,16 +15,12 @@ def _error_bar(estimates: list[Any]) -> dict:
     return {"type": "data", "symmetric": False, "array": hi, "arrayminus": lo, "visible": True}
 
 
-def _finite(x: Any) -> Any:
-    return None if x is None or x != x else float(x)
-
-
 def grouped_bars(series: dict[str, list[Any]], groups: list[str], *, title: str, yaxis: str,
                  column: str) -> dict:
     """One bar per group for each series (a metric), each with its bootstrap interval as error bar."""
     data = []
     for name, estimates in series.items():
-        data.append({"type": "bar", "name": name, "x": list(groups), "y": [_finite(e.value) for e in estimates],
+        data.append({"type": "bar", "name": name, "x": list(groups), "y": [finite(e.value) for e in estimates],
                      "error_y": _error_bar(estimates)})
     return {"data": data, "layout": {"title": {"text": title}, "barmode": "group", "height": 420,
                                      "xaxis": {"title": {"text": column}}, "yaxis": {"title": {"text": yaxis}}}}
@@ -39,7 +36,7 @@ def class_mix(shares: dict[str, list[float]], groups: list[str], column: str) ->
 def probe_bars(estimates: dict[str, Any], column: str) -> dict:
     names = list(estimates)
     ests = [estimates[n] for n in names]
-    return {"data": [{"type": "bar", "x": names, "y": [_finite(e.value) for e in ests], "error_y": _error_bar(ests),
+    return {"data": [{"type": "bar", "x": names, "y": [finite(e.value) for e in ests], "error_y": _error_bar(ests),
                       "marker": {"color": ["#c0392b" if n == "model outputs" else "#7f8c8d" for n in names]}}],
             "layout": {"title": {"text": f"How well a linear probe tells the {column} (macro AUROC, 0.5 = chance)"},
                        "height": 380, "yaxis": {"range": [0, 1], "title": {"text": "AUROC"}},
