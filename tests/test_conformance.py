@@ -117,6 +117,7 @@ def test_view_keeps_shape_and_dtype_and_is_deterministic(name):
     view = parse_view(name if param is None else f"{name}@{param}")
     batch = torch.rand(3, 1, SIDE, SIDE, generator=torch.Generator().manual_seed(0))
     out = view.apply(batch.clone(), _context(batch, 0))
+    assert bool(getattr(view, "needs_masks", False)) == VIEWS.spec(name).needs_masks, "spec and View disagree"
     assert out.shape == batch.shape and out.dtype == batch.dtype
     assert torch.isfinite(out).all()
     again = view.apply(batch.clone(), _context(batch, 0))

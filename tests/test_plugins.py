@@ -105,6 +105,11 @@ def test_docs_worked_examples_run_as_written(tmp_path):
     (result,) = (tmp_path / "runs").glob("*/result.json")
     metrics = json.loads(result.read_text())["suites"]["confident"]["metrics"]
     assert set(metrics) == {"confident_share", "confident_accuracy"}
+    # `verify` recomputes the plugin's suite only when it is given the plugin too.
+    without = _cxrbench("verify", str(result.parent), cwd=tmp_path)
+    assert without.returncode == 2 and "confident" in without.stderr, without.stderr
+    verified = _cxrbench("verify", str(result.parent), "--plugin", "my_plugin.py", cwd=tmp_path)
+    assert verified.returncode == 0 and verified.stdout.startswith("VERIFIED"), verified.stderr + verified.stdout
     # The view and the dataset of the page, used the way the runner uses them.
     check = ("import numpy as np, torch; from benchmark.core.plugins import load_plugins; load_plugins(['my_plugin.py']);"
              "from benchmark.views.base import parse_view; from benchmark.data.dataset import resolve_dataset;"

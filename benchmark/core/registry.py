@@ -15,7 +15,7 @@ Unknown names fail with the list of what is available. This module imports no pl
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
@@ -172,10 +172,10 @@ class Registry:
                 if not isinstance(spec, self.spec_type):
                     raise RegistryError(f"{self.kind} {name!r} ({entry.origin}) points to {entry.target!r}, "
                                         f"which is not a {self.spec_type.__name__}", where="registration")
+                if spec.name != name:
+                    raise RegistryError(f"{self.kind} entry point {name!r} ({entry.origin}) declares the name "
+                                        f"{spec.name!r}", where="registration")
                 entry.spec = spec
-            if entry.spec.name != name:
-                raise RegistryError(f"{self.kind} entry point {name!r} ({entry.origin}) declares the name "
-                                    f"{entry.spec.name!r}", where="registration")
         if isinstance(entry.spec, SuiteSpec) and entry.spec.metrics is None:
             entry.spec = _with_module_metrics(entry.spec)
         return entry.spec
@@ -272,5 +272,3 @@ REGISTRIES: dict[str, Registry] = {
     "views": VIEWS,
     "segmenters": SEGMENTERS,
 }
-
-Factory = Callable[..., Any]

@@ -84,16 +84,20 @@ class SuiteSpec(_Spec):
 @dataclass(frozen=True)
 class ViewSpec(_Spec):
     """A view: `target(param: str | None) -> benchmark.views.base.View`; named `name` or `name@param`.
-    The View itself says what it needs (`needs_masks`, `needs_boxes`) and maps a batch [B, C, H, W] to
-    one of the same shape and dtype (`apply(batch, ctx)`)."""
+    The View maps a batch [B, C, H, W] to one of the same shape and dtype (`apply(batch, ctx)`)."""
 
     kind: ClassVar[str] = "view"
     name: str
     target: Any
     description: str
+    # Declared here so that planning a run (which rows need lung masks, a cache key) imports no view
+    # code and no torch; the View's own `needs_masks` must agree (tests/test_conformance.py).
+    needs_masks: bool = False
 
     def __post_init__(self) -> None:
         self._check_common()
+        if not isinstance(self.needs_masks, bool):
+            raise _fail(self.kind, self.name, "needs_masks", "must be True or False")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Declarations of the built-in views (benchmark.core.specs.ViewSpec), registered through this
 distribution's `cxrbench.views` entry points like any plugin's. The implementations import torch;
-this module does not, so listing views stays light: each spec names its class as a string.
-What a view needs (lung masks, boxes) is said by its class (`View.needs_masks`), where it is used."""
+this module does not, so listing views and planning a cached run stay light: each spec names its class
+as a string."""
 from __future__ import annotations
 
 from benchmark.core.specs import ViewSpec
@@ -9,8 +9,8 @@ from benchmark.core.specs import ViewSpec
 _FILL = " (@inpaint|mean|blur|noise)"
 
 
-def _view(name: str, target: str, description: str) -> ViewSpec:
-    return ViewSpec(name=name, target=target, description=description)
+def _view(name: str, target: str, description: str, needs_masks: bool = False) -> ViewSpec:
+    return ViewSpec(name=name, target=target, description=description, needs_masks=needs_masks)
 
 
 CLEAN = _view("clean", "benchmark.views.base:CleanView", "the unperturbed canonical image")
@@ -18,11 +18,11 @@ EMBEDDING = _view("embedding", "benchmark.views.base:EmbeddingView",
                   "the clean image's pooled features (model.embed), for suites that declare needs_embeddings")
 
 # Masking views (benchmark.views.mask): a region replaced by a fill.
-NO_LUNG = _view("no_lung", "benchmark.views.mask:NoLungView", "lung fields replaced by a fill" + _FILL)
+NO_LUNG = _view("no_lung", "benchmark.views.mask:NoLungView", "lung fields replaced by a fill" + _FILL, True)
 ONLY_LUNG = _view("only_lung", "benchmark.views.mask:OnlyLungView",
-                  "everything outside the lungs replaced by a fill" + _FILL)
+                  "everything outside the lungs replaced by a fill" + _FILL, True)
 RANDOM_AREA = _view("random_area", "benchmark.views.mask:RandomAreaView",
-                    "a random region outside the lungs, as large as them, replaced" + _FILL)
+                    "a random region outside the lungs, as large as them, replaced" + _FILL, True)
 LESION = _view("lesion", "benchmark.views.mask:LesionView", "opacity boxes replaced by a fill" + _FILL)
 BORDER = _view("border", "benchmark.views.mask:BorderView", "outer frame (8% of each side) replaced by a fill" + _FILL)
 CORNERS = _view("corners", "benchmark.views.mask:CornersView",
