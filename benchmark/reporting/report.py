@@ -19,7 +19,7 @@ from markupsafe import Markup
 
 from benchmark.core.files import atomic_write_text
 from benchmark.reporting.report_panel import PANEL_CSS
-from benchmark.reporting.templating import script_json
+from benchmark.reporting.templating import script_json, table_view
 
 PLOTLY_FILE = "plotly.min.js"
 # The figures of the grid, in reading order: (suite, figure).
@@ -89,31 +89,17 @@ def _grid(result: dict[str, Any], figures: _Figures) -> list[dict[str, Any]]:
     return cells
 
 
-def _table(name: str, table: Any) -> dict[str, Any] | None:
-    """A suite table as the template shows it: row dicts, a labelled matrix, or its JSON."""
-    if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
-        return {"kind": "rows", "name": name, "rows": table}
-    if not isinstance(table, dict):
-        return None
-    classes = table.get("classes") if isinstance(table.get("classes"), list) else []
-    matrix = next((v for k, v in table.items() if k != "classes" and isinstance(v, list) and v
-                   and all(isinstance(r, list) for r in v)), None)
-    if matrix is None:
-        from benchmark.reporting.templating import json_text
-
-        return {"kind": "json", "name": name, "text": json_text(table)}
-    return {"kind": "matrix", "name": name, "classes": classes, "rows": matrix}
-
-
 def _suite(name: str, body: dict[str, Any], figures: _Figures) -> dict[str, Any]:
+    from benchmark.core.metric_spec import better  # direction from the metric's spec, never from its name
+
     metrics = body.get("metrics", {})
     tables = body.get("tables", {}) if isinstance(body.get("tables"), dict) else {}
     shown = {n for s, n in GRID if s == name}
     return {
         "name": name, "summary": f"{name}: {len(metrics)} metrics, {len(tables)} tables",
-        "metrics": [{"metric": k, "value [95% CI]": v} for k, v in metrics.items()],
+        "metrics": [{"metric": k, "better": better(name, k, body), "value [95% CI]": v} for k, v in metrics.items()],
         "notes": [str(n) for n in body.get("notes", []) or []],
-        "tables": [t for t in (_table(k, v) for k, v in tables.items()) if t is not None],
+        "tables": [t for t in (table_view(k, v) for k, v in tables.items()) if t is not None],
         "figures": [(k, figures.add(f)) for k, f in (body.get("figures", {}) or {}).items() if k not in shown],
     }
 

@@ -51,6 +51,26 @@ def json_text(x: Any, limit: int = 4000, indent: int | None = None) -> str:
     return json.dumps(x, default=str, indent=indent)[:limit]
 
 
+def table_view(name: str, table: Any, *, mapping_rows: bool = False) -> dict[str, Any] | None:
+    """A suite table in whatever shape it came, as the `table_block` macro shows it: row dicts, a
+    labelled matrix (e.g. the confusion matrix), a mapping as key/value rows (`mapping_rows`), else
+    its JSON; None for a shape the report leaves out (the leaderboard shows it as JSON)."""
+    if isinstance(table, list) and table and all(isinstance(r, dict) for r in table):
+        return {"kind": "rows", "name": name, "rows": table}
+    if isinstance(table, dict):
+        matrix = next((v for k, v in table.items() if k != "classes" and isinstance(v, list) and v
+                       and all(isinstance(r, list) for r in v)), None)
+        classes = table.get("classes")
+        if matrix is not None and (isinstance(classes, list) or not mapping_rows):
+            return {"kind": "matrix", "name": name, "classes": classes if isinstance(classes, list) else [],
+                    "rows": matrix}
+        if mapping_rows:
+            return {"kind": "rows", "name": name, "rows": [{"key": k, "value": v} for k, v in table.items()]}
+    elif not mapping_rows:
+        return None
+    return {"kind": "json", "name": name, "text": json_text(table, indent=None if not mapping_rows else 1)}
+
+
 @lru_cache(maxsize=None)
 def environment(folder: str | None = None) -> Environment:
     """Templates of `folder` (a page family's own) with the shared macros beside them."""
