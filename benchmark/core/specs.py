@@ -127,10 +127,6 @@ class DatasetSpec(_Spec):
         self._check_common()
 
 
-SPEC_TYPES: dict[str, type[_Spec]] = {"suite": SuiteSpec, "view": ViewSpec, "model": ModelSpec,
-                                      "dataset": DatasetSpec}
-
-
 def check_options_type(suite: str, options: Any) -> None:
     if not (isinstance(options, type) and dataclasses.is_dataclass(options)):
         raise _fail("suite", suite, "options", "must be a dataclass type (its fields are the option keys)")

@@ -13,7 +13,6 @@ import pandas as pd
 
 from benchmark.core.labels import CLASSES, PROB_COLUMNS
 from benchmark.core.registry import SUITES
-from benchmark.core.specs import SuiteSpec
 
 
 @dataclass(frozen=True)
@@ -89,10 +88,6 @@ def register_suite(name: str, *, views: Sequence[str], description: str, needs_e
                         options=options, metrics=tuple(metrics) if metrics is not None else None)
         return fn
     return decorator
-
-
-def suite_spec(name: str) -> SuiteSpec:
-    return SUITES.spec(name)
 
 
 def suite_needs_embeddings(name: str) -> bool:
