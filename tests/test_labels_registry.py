@@ -167,3 +167,14 @@ def test_missing_or_unknown_fields_are_named():
         reg.register("d", print)
     with pytest.raises(RegistryError, match="dataset 'd': DatasetSpec has no field 'views'"):
         reg.register("d", print, description="x", views=("clean",))
+
+
+def test_missing_distribution_metadata_is_named_in_the_error(monkeypatch):
+    import benchmark.core.registry as registry_mod
+    from benchmark.core.specs import SuiteSpec
+
+    monkeypatch.setattr(registry_mod, "entry_points", lambda group: [])
+    reg = Registry("suite", "cxrbench.suites", SuiteSpec)
+    with pytest.raises(RegistryError, match=r"unknown suite 'subtype'; available: none \(no built-in entry "
+                                            r"points found: reinstall cxrbench"):
+        reg.spec("subtype")

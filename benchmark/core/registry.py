@@ -151,7 +151,12 @@ class Registry:
         self._scan()
         if name not in self._entries:
             available = ", ".join(sorted(self._entries)) or "none"
-            raise RegistryError(f"unknown {self.kind} {name!r}; available: {available}")
+            hint = ""
+            if self.group and not any(e.origin == "builtin" for e in self._entries.values()):
+                # The built-ins come from this distribution's entry points: without its metadata
+                # (a source tree never installed, or installed before they existed) there are none.
+                hint = " (no built-in entry points found: reinstall cxrbench, e.g. `pip install -e .`)"
+            raise RegistryError(f"unknown {self.kind} {name!r}; available: {available}{hint}")
         return self._entries[name]
 
     def __contains__(self, name: str) -> bool:
