@@ -101,3 +101,17 @@ def test_the_check_sees_a_cycle_and_function_level_imports():
     real = import_graph()
     assert "benchmark.core.registry" in real["benchmark.data.lungs"]  # imported inside functions only
     assert not any(m.startswith(("baselines", "suites")) for m in real["benchmark.core.registry"])
+
+
+def test_every_module_imports():
+    """Each module imports (in a fresh interpreter, so the test session's own imports do not help)."""
+    import subprocess
+
+    code = ("import importlib, sys; bad = []\n"
+            "for m in sys.argv[1:]:\n"
+            "    try: importlib.import_module(m)\n"
+            "    except Exception as e: bad.append(f'{m}: {type(e).__name__}: {e}')\n"
+            "print('\\n'.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code, *sorted(_modules())], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0 and out.stdout.strip() == "", out.stdout + out.stderr
