@@ -4,6 +4,7 @@ run time), and none of its strongly connected components may hold more than one 
 from __future__ import annotations
 
 import ast
+import os
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -113,5 +114,5 @@ def test_every_module_imports():
             "    except Exception as e: bad.append(f'{m}: {type(e).__name__}: {e}')\n"
             "print('\\n'.join(bad))")
     out = subprocess.run([sys.executable, "-c", code, *sorted(_modules())], capture_output=True, text=True,
-                         cwd=ROOT, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+                         cwd=ROOT, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 0 and out.stdout.strip() == "", out.stdout + out.stderr
