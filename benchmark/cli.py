@@ -54,7 +54,7 @@ def run_cmd(
 ) -> None:
     """Evaluate a model on a dataset and write result.json, predictions.parquet and report.html."""
     from benchmark import api
-    from benchmark.reporting.summary import print_summary
+    from benchmark.reporting.summary import print_shard, print_summary
 
     req = api.RunRequest(
         model=model, data=data, suites=tuple(s.strip() for s in suites.split(",") if s.strip()) if suites else None,
@@ -64,8 +64,10 @@ def run_cmd(
         executor=executor, address=address, shards=shards, shared_plotly=shared_plotly, strict_paths=strict_paths,
         plugins=tuple(plugin),
     )
-    outcome = api.run(req)
-    print_summary(out, outcome)
+    if shard is not None:  # fills the prediction store only; a run without --shard scores it
+        print_shard(out, api.run_shard(req))
+    else:
+        print_summary(out, api.run(req))
 
 
 @app.command("merge")

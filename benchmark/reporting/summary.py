@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from benchmark.reporting.numbers import ci_text, num, value_ci
+
+if TYPE_CHECKING:
+    from benchmark.execution.evaluate import RunOutcome, ShardOutcome
 
 HEADLINES = {
     "subtype": ("accuracy", "balanced_accuracy", "macro_f1", "kappa", "mcc", "macro_auroc", "map",
@@ -27,10 +31,8 @@ POINT_ONLY = ("--bootstrap 0: point estimates only, no confidence intervals (eve
               "CI bound cannot judge this run")
 
 
-def print_summary(console: Console, outcome) -> None:
-    if not hasattr(outcome, "result"):
-        _print_shard(console, outcome)
-        return
+def print_summary(console: Console, outcome: RunOutcome) -> None:
+    """A run's headline metrics per suite, where it wrote them, then its verdict."""
     result = outcome.result
     prov = result["provenance"]
     bs = prov["bootstrap"]
@@ -110,7 +112,7 @@ def print_verdict(console: Console, result: dict, run_dir=None) -> None:
         console.print(Text.assemble(("  warning: ", "bold yellow"), safe(w)))
 
 
-def _print_shard(console: Console, shard) -> None:
+def print_shard(console: Console, shard: ShardOutcome) -> None:
     """A shard run scores nothing: say what it stored and what is still missing."""
     rows = (f"rows {shard.first_row}-{shard.last_row - 1}" if shard.last_row > shard.first_row
             else "no rows (more shards than batches)")
