@@ -49,3 +49,21 @@ def test_one_way_to_write_a_value_and_its_interval():
     assert ci_text((0.1, 0.2), digits=1) == "[0.1, 0.2]"
     assert signed(0.01) == "+0.010" and signed(math.nan) == "n/a"
     assert num(True) == "true" and num("<b>") == "<b>"  # escaping is the template's job
+
+
+def test_templates_escape_by_default_and_all_compile():
+    from pathlib import Path
+
+    from benchmark.reporting.templating import SHARED, environment, macro, render
+
+    hostile = "<img src=x onerror=alert(1)>'"
+    cell = macro("rows_table", [{hostile: {"value": 0.5, "ci": None}, "b": hostile}], sortable=True, sorting=True)
+    assert "<img" not in cell and cell.count("&lt;img src=x onerror=alert(1)&gt;&#39;") == 3
+    assert "0.500 <span class=ci>no CI</span>" in cell
+    board = Path(__file__).resolve().parent.parent / "leaderboard" / "templates"
+    for folder in (SHARED, board):
+        env = environment(str(folder))
+        assert env.autoescape is True
+        for t in folder.glob("*.html"):
+            env.get_template(t.name)  # a syntax error in any template fails here, not in a user's run
+    assert "&lt;b&gt;" in render("index.html", board, method="<b>", groups="", skipped=[])
