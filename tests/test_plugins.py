@@ -144,15 +144,18 @@ def test_plugin_option_and_environment_variable_load_modules(tmp_path):
      "@register_suite('broken', views='clean', description='d')\ndef broken(p, m, c):\n    pass\n",
      r"--plugin .*bad\.py: registration failed: .*suite 'broken': field 'views'"),
 ])
-def test_plugin_errors_are_one_line_naming_the_module(tmp_path, source, expected):
+def test_plugin_errors_are_one_line_naming_the_module(tmp_path, source, expected, capsys, monkeypatch):
+    from tests.helpers import cli
+
+    monkeypatch.delenv("CXRBENCH_PLUGINS", raising=False)
     name = "no_such_plugin_mod"
     if source is not None:
         name = str(tmp_path / "bad.py")
         (tmp_path / "bad.py").write_text(source)
-    res = _cxrbench("run", "--plugin", name, "--suites", "subtype", "--out", str(tmp_path))
-    assert res.returncode == 2
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and re.search(expected, lines[0]), res.stderr
+    code, _, err = cli(capsys, "run", "--plugin", name, "--suites", "subtype", "--out", str(tmp_path))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.search(expected, lines[0]), err
     assert not list(tmp_path.glob("*/result.json"))
 
 
