@@ -51,7 +51,8 @@ def write_run(req: RunRequest, plan: RunPlan, got: Predicted) -> RunOutcome:
         "suites": suite_results,
         "provenance": {
             "version": __version__, "metric_code_version": METRIC_CODE_VERSION, "git_commit": git_commit(),
-            "seed": req.seed, "bootstrap": {**plan.bootstrap.to_json(), **bootstrap_units(_unit(got.manifest), got.manifest)},
+            "seed": req.seed,
+            "bootstrap": {**plan.bootstrap.to_json(), **bootstrap_units(_unit(got.manifest), got.manifest)},
             "device": got.device, "timings": timings, "started_at": plan.started.isoformat(timespec="seconds"),
             "request": _request_json(req), "forward_images": got.forward_images, "cached_views": got.cached_views,
             "cached_suites": cached_suites,

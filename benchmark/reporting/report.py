@@ -148,7 +148,8 @@ def render_report(result: dict[str, Any], predictions: Any = None, *, plotly_src
         "bootstrap": json.dumps(prov.get("bootstrap")), "device": prov.get("device"), "started": prov.get("started_at"),
     }
     return str(render("report.html", title=title, subtitle=subtitle, verdict=verdict, no_verdict=problem,
-                      css=Markup(CSS), plotly_src=plotly_src, plotly_js=Markup(_plotly_js()) if plotly_src is None else "",
+                      css=Markup(CSS), plotly_src=plotly_src,
+                      plotly_js=Markup(_plotly_js()) if plotly_src is None else "",
                       grid=grid, suites=suites, facts=[(k, str(v)) for k, v in facts.items()],
                       figures=figures.items, draw_js=DRAW_JS))
 
