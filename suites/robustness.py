@@ -13,6 +13,7 @@ import pandas as pd
 from benchmark.stats import Estimate
 from benchmark.core.metric_spec import MetricSpec, spec as metric
 from benchmark.core.suite import SuiteConfig, SuiteResult, register_suite
+from benchmark.reporting.numbers import estimate_text
 from suites.shortcut import cell, error_bars, finite, view_scores
 
 # Three severities (mild, moderate, severe) per shift, as view parameters.
@@ -102,7 +103,7 @@ def robustness(predictions: pd.DataFrame, manifest: pd.DataFrame, config: SuiteC
     worst = min(shifts, key=lambda s: est[f"{tag(s[0], s[1])}_macro_f1"].value, default=None)
     r = est["robust_macro_f1"]
     c = est["clean_macro_f1"]
-    text = (f"Macro-F1 {c.value:.3f} on clean images, {r.value:.3f} [{r.ci[0]:.3f}, {r.ci[1]:.3f}] on average "
+    text = (f"Macro-F1 {c.value:.3f} on clean images, {estimate_text(r)} on average "
             "over acquisition shifts and severities")
     if worst is not None:
         w = est[f"{tag(worst[0], worst[1])}_macro_f1"]

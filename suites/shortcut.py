@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.jsonsafe import finite
+from benchmark.reporting.numbers import estimate_text
 from benchmark.core.labels import PROB_COLUMNS
 from benchmark.core.metric_spec import MetricSpec, spec
 from benchmark.core.suite import SuiteConfig, SuiteResult, arrays, clusters_of, register_suite, view_frame
@@ -223,9 +224,7 @@ def verdict(est: dict, regions: list[str], chance: float = 0.25) -> tuple[str, s
         return float("nan") if e is None or e.value is None else float(e.value)
 
     def fmt(e) -> str:
-        def f(x):
-            return "n/a" if finite(x) is None else f"{x:.2f}"
-        return f"{f(e.value)} [{f(e.ci[0])}, {f(e.ci[1])}]"
+        return estimate_text(e, digits=2)
 
     def q(name: str) -> str:
         return fmt(est[f"{name}_retention"])

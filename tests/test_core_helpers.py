@@ -9,7 +9,7 @@ import pytest
 
 from benchmark.core.files import atomic_path, atomic_write_bytes, atomic_write_text
 from benchmark.core.jsonsafe import finite, json_safe
-from benchmark.reporting.numbers import ci_text, metric_text, num, signed, value_ci
+from benchmark.reporting.numbers import ci_text, estimate_text, metric_text, num, signed, value_ci
 
 
 def test_atomic_write_replaces_and_leaves_no_temporary(tmp_path):
@@ -49,6 +49,10 @@ def test_one_way_to_write_a_value_and_its_interval():
     assert ci_text((0.1, 0.2), digits=1) == "[0.1, 0.2]"
     assert signed(0.01) == "+0.010" and signed(math.nan) == "n/a"
     assert num(True) == "true" and num("<b>") == "<b>"  # escaping is the template's job
+    from benchmark.stats import Estimate
+
+    assert estimate_text(Estimate(0.5, (0.4, 0.6)), digits=2) == "0.50 [0.40, 0.60]"
+    assert estimate_text(Estimate(0.5, (math.nan, math.nan), has_ci=False)) == "0.500 no CI"
 
 
 def test_templates_escape_by_default_and_all_compile():

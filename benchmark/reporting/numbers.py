@@ -53,6 +53,11 @@ def value_ci(value: Any, ci: Any, digits: int = 3) -> str:
     return f"{num(value, digits)} {ci_text(ci, digits)}"
 
 
+def estimate_text(estimate: Any, digits: int = 3) -> str:
+    """A benchmark.stats.Estimate as `value [lo, hi]` (a suite's notes): "no CI" without resampling."""
+    return value_ci(estimate.value, estimate.ci if getattr(estimate, "has_ci", True) else None, digits)
+
+
 def metric_text(metric: Any, digits: int = 3) -> str:
     """A result file's {"value", "ci"} as `value [lo, hi]`; "n/a" for anything else."""
     if not isinstance(metric, dict) or "value" not in metric:
@@ -60,4 +65,4 @@ def metric_text(metric: Any, digits: int = 3) -> str:
     return value_ci(metric.get("value"), metric.get("ci"), digits)
 
 
-__all__ = ["NO_CI", "num", "signed", "ci_bounds", "ci_text", "value_ci", "metric_text"]
+__all__ = ["NO_CI", "num", "signed", "ci_bounds", "ci_text", "value_ci", "estimate_text", "metric_text"]
