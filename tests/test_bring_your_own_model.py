@@ -259,3 +259,14 @@ def test_constant_output_warning_fires_for_wrong_normalisation(tmp_path, capsys)
                            "--out", str(tmp_path / "runs"))
     assert code == 0, err
     assert len([w for w in caught if issubclass(w.category, ModelWarning)]) == 1  # the first batch only
+
+
+def test_run_records_the_stripped_prefix(saved, tmp_path, capsys):
+    from tests.helpers import latest_result
+
+    code, _, err = cli(capsys, "run", "--model", str(saved["lightning"]), "--data", "synth:n_patients=6",
+                       "--suites", "subtype", "--bootstrap", "20", "--cache-dir", str(tmp_path / "c"),
+                       "--out", str(tmp_path / "runs"))
+    assert code == 0, err
+    assert latest_result(tmp_path / "runs")["model"]["loading"] == {"unwrapped": "state_dict",
+                                                                  "stripped_prefix": "model."}
