@@ -95,11 +95,12 @@ def print_verdict(console: Console, result: dict, run_dir=None) -> None:
         text = f"{c.compared} {num(c.observed)}, required {c.required}; value {value_ci(c.value, c.ci)}"
         console.print(Text.assemble(("  FAIL ", style), f"{safe(c.metric)}: {text}"))
     # Checks unusable for one reason (e.g. too few patients for any CI) are said once, not per check.
-    reasons: dict[str, list[str]] = {}
+    reasons: dict[str, list] = {}
     for c in v.unusable:
-        reasons.setdefault(safe(c.problem).replace(safe(c.metric), "the metric"), []).append(safe(c.metric))
-    for reason, metrics in reasons.items():
-        console.print(Text.assemble(("  unusable ", style), f"{', '.join(metrics)}: {reason}"))
+        reasons.setdefault(safe(c.problem).replace(safe(c.metric), "the metric"), []).append(c)
+    for reason, checks in reasons.items():
+        text = reason if len(checks) > 1 else safe(checks[0].problem)
+        console.print(Text.assemble(("  unusable ", style), f"{', '.join(safe(c.metric) for c in checks)}: {text}"))
     passed = [safe(c.metric) for c in v.checks if c.status == "pass"]
     if passed:
         console.print(Text(f"  pass: {', '.join(passed)}"))
