@@ -195,6 +195,16 @@ def test_fingerprints_know_the_same_picture_from_another_patient():
     assert pixel_digest(a) != pixel_digest(a_jpeg) and pixel_digest(a) == pixel_digest(a.copy())
 
 
+def test_pixel_digest_is_the_sha256_of_the_quantised_image():
+    import hashlib
+
+    for shape in [(3, 5), (300, 700), (1, 1 << 16), (257, 1 << 10)]:  # around its chunk size
+        img = np.random.default_rng(shape[1]).random(shape) * 1.2 - 0.1  # float64, some outside [0, 1]
+        want = hashlib.sha256(f"{shape[0]}x{shape[1]}:".encode())
+        want.update(np.round(np.clip(img.astype(np.float32), 0.0, 1.0) * 65535.0).astype("<u2").tobytes())
+        assert pixel_digest(img) == want.digest() == pixel_digest(np.asfortranarray(img)), shape
+
+
 def test_hamming_with_and_without_native_popcount(monkeypatch):
     a = np.array([0b1011, 2**64 - 1], dtype=np.uint64)
     b = np.array([0b0001, 0], dtype=np.uint64)

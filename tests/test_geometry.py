@@ -131,3 +131,42 @@ def test_identity_letterbox_is_lossless():
     lb = letterbox(img.shape, img.shape)
     np.testing.assert_array_equal(resize_image(img, lb), img)
     np.testing.assert_array_equal(transform_boxes([[1, 2, 3, 4]], lb), [[1, 2, 3, 4]])
+
+
+def _one_pass(img: np.ndarray, lb: Letterbox, **kw) -> np.ndarray:
+    """The content as one Pillow bilinear pass over the whole float image, clipped to [0, 1]."""
+    from PIL import Image
+
+    nh, nw = lb.content_hw
+    return np.clip(np.asarray(Image.fromarray(img).resize((nw, nh), Image.Resampling.BILINEAR, **kw)), 0, 1)
+
+
+def _content(out: np.ndarray, lb: Letterbox) -> np.ndarray:
+    nh, nw = lb.content_hw
+    return out[lb.pad_top:lb.pad_top + nh, lb.pad_left:lb.pad_left + nw]
+
+
+@pytest.mark.parametrize("hw", [(224, 200), (512, 384), (1000, 1340), (1300, 1000)])
+def test_sources_under_six_times_the_input_are_resized_in_one_pass(hw):
+    img = np.random.default_rng(hw[0]).random(hw).astype(np.float32)
+    lb = letterbox(hw, (224, 224))
+    np.testing.assert_array_equal(_content(resize_image(img, lb), lb), _one_pass(img, lb))
+
+
+def test_full_size_source_is_box_reduced_first_and_stays_close():
+    yy, xx = np.mgrid[0:1500, 0:1400].astype(np.float32)
+    img = (0.5 + 0.4 * np.sin(yy / 97.0) * np.cos(xx / 61.0)).astype(np.float32)  # smooth, like a film
+    lb = letterbox(img.shape, (224, 224))  # 6.7x: box-reduced by 2 first
+    content = _content(resize_image(img, lb), lb)
+    np.testing.assert_array_equal(content, _one_pass(img, lb, reducing_gap=3.0))
+    assert 0 < np.abs(content - _one_pass(img, lb)).max() < 2e-3
+
+
+def test_pillow_without_arrow_import_gives_the_same_pixels(monkeypatch):
+    from PIL import Image
+
+    img = np.random.default_rng(3).random((700, 500)).astype(np.float32)
+    lb = letterbox(img.shape, (96, 96))
+    shared = resize_image(img, lb)
+    monkeypatch.delattr(Image, "fromarrow", raising=False)  # Pillow < 11.2: a copy
+    np.testing.assert_array_equal(resize_image(img, lb), shared)

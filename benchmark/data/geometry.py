@@ -52,6 +52,13 @@ def letterbox(
     return Letterbox((sh, sw), (dh, dw), nh / sh, nw / sw, (dh - nh) // 2, (dw - nw) // 2)
 
 
+# Shrinking a full-size radiograph (2,500 x 3,000 into 224) Pillow first box-averages by a whole factor
+# of up to 1/REDUCING_GAP of the shrink, then resamples the rest with the model's filter: about 3x
+# faster, and the same as one filter pass but for ~1e-3 (smooth content; up to ~1e-2 on pixel noise).
+# It only acts on an axis the letterbox shrinks at least 2 * REDUCING_GAP times (the factor is
+# int(shrink / gap) > 1), so images under 6x the model input are resized exactly as before.
+REDUCING_GAP = 3.0
+
 # Model-card names (timm's) of Pillow's resampling filters.
 RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
               "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
@@ -63,7 +70,8 @@ def resize_image(img: np.ndarray, lb: Letterbox, interpolation: str = "bilinear"
     arr = _check_plane(img, lb, "image")
     # Pillow's filters widen their support when shrinking, so downsampling is anti-aliased; bicubic
     # and lanczos overshoot at edges, hence the clip back to [0, 1].
-    content = _resize_float(arr.astype(np.float32, copy=False), lb, RESAMPLING[interpolation])
+    content = _resize_float(arr.astype(np.float32, copy=False), lb, RESAMPLING[interpolation],
+                            reducing_gap=REDUCING_GAP)
     return _paste(np.clip(content, 0.0, 1.0).astype(np.float32), lb, np.float32)
 
 
@@ -122,12 +130,28 @@ def _fmt_shape(shape: tuple[int, ...]) -> str:
     return "x".join(str(s) for s in shape)
 
 
-def _resize_float(arr: np.ndarray, lb: Letterbox, resample: Image.Resampling) -> np.ndarray:
+def _resize_float(arr: np.ndarray, lb: Letterbox, resample: Image.Resampling,
+                  reducing_gap: float | None = None) -> np.ndarray:
     nh, nw = lb.content_hw
     if (nh, nw) == arr.shape:
         return arr.copy()
-    img = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32))
-    return np.asarray(img.resize((nw, nh), resample=resample), dtype=np.float32)
+    img = _float_image(np.ascontiguousarray(arr, dtype=np.float32))
+    return np.asarray(img.resize((nw, nh), resample=resample, reducing_gap=reducing_gap), dtype=np.float32)
+
+
+def _float_image(arr: np.ndarray) -> Image.Image:
+    """A Pillow 'F' image over arr's own memory where Pillow can (its Arrow import, Pillow >= 11.2),
+    else a copy. Image.fromarray copies float data: 30 MB per full-size radiograph, into fresh pages,
+    about as long as the resize itself. Same pixels either way."""
+    fromarrow = getattr(Image, "fromarrow", None)
+    if fromarrow is not None and arr.size:
+        try:
+            import pyarrow as pa
+
+            return fromarrow(pa.array(arr.reshape(-1)), "F", (arr.shape[1], arr.shape[0]))
+        except (ImportError, ValueError, TypeError):
+            pass
+    return Image.fromarray(arr)
 
 
 def _paste(content: np.ndarray, lb: Letterbox, dtype: type) -> np.ndarray:

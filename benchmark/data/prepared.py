@@ -36,16 +36,20 @@ from benchmark.data.dataset import Dataset
 from benchmark.data.geometry import Letterbox, letterbox, resize_image, resize_mask, transform_boxes
 from benchmark.core.errors import DataError
 
-PREPARED_VERSION = "2"  # bump when stored pixels would differ for the same inputs (2: row checksums)
+# bump when stored pixels would differ for the same inputs (2: row checksums; 3: sources >= 6x the store
+# size are box-reduced first, geometry.REDUCING_GAP)
+PREPARED_VERSION = "3"
 MIN_SIZE, MAX_SIZE = 32, 4096
 
 
 def decode_settings() -> dict:
     """Everything besides the manifest and size that decides the stored pixels."""
+    from benchmark.data.geometry import REDUCING_GAP
     from benchmark.data.images import PERCENTILE_WINDOW
 
     return {"version": PREPARED_VERSION, "percentile_window": list(PERCENTILE_WINDOW),
-            "geometry": "letterbox-centred-bilinear", "dtype": "uint16", "masks": "box>=0.5"}
+            "geometry": "letterbox-centred-bilinear", "reducing_gap": REDUCING_GAP, "dtype": "uint16",
+            "masks": "box>=0.5"}
 
 
 def decode_key() -> str:

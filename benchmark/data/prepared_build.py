@@ -151,7 +151,7 @@ def _decode_rows(source, todo: np.ndarray, work: Path, size: int, with_masks: bo
 
 def _decode_chunk(source, rows: np.ndarray, work: Path, size: int, with_masks: bool) -> list:
     """Decode rows into the store's arrays (opened here, so a worker process writes directly)."""
-    from benchmark.audit.phash import pixel_digest
+    from benchmark.audit.digest import pixel_digest
 
     images = np.load(work / "images.npy", mmap_mode="r+")
     masks = np.load(work / "masks.npy", mmap_mode="r+") if with_masks else None
