@@ -118,8 +118,10 @@ def test_preprocessing_key_is_stable_and_tracks_inputs():
     changed = card_dict("torchscript")
     changed["input"]["std"] = [0.3]
     assert LoadedModel(parse_card(changed, where="t"), TinyNet(), sha256="0").preprocessing_key() != a
+    from benchmark.data.geometry import REDUCING_GAP
+
     assert json.loads(a) == {"size": list(SIZE), "channels": 1, "mean": [0.5], "std": [0.25],
-                             "keep_aspect": True}
+                             "keep_aspect": True, "reducing_gap": REDUCING_GAP}
 
 
 def test_embed_uses_forward_features_or_returns_none(tiny, tmp_path):

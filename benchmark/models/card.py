@@ -325,8 +325,13 @@ def preprocessing_key(card: ModelCard) -> str:
     spec = card.input
     key = {"size": list(spec.size), "channels": spec.channels, "mean": list(spec.mean),
            "std": list(spec.std), "keep_aspect": spec.keep_aspect}
-    if spec.interpolation != "bilinear":  # keys of existing caches stay valid for the default
+    if spec.interpolation != "bilinear":
         key["interpolation"] = spec.interpolation
+    from benchmark.data.geometry import REDUCING_GAP
+
+    # How images far larger than the input are shrunk (box-averaged first); predictions cached
+    # before it was recorded came from a one-pass resize and are recomputed.
+    key["reducing_gap"] = REDUCING_GAP
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 
