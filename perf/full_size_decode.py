@@ -59,11 +59,9 @@ def write_data(out: Path, n: int, rows: int, cols: int, workers: int) -> Path:
 
 
 def _write_chunk(out: Path, rows: int, cols: int, indices: list[int]) -> None:
-    import pydicom
-    from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, JPEGLosslessSV1, generate_uid
+    from pydicom.uid import JPEGLosslessSV1
 
-    from benchmark.data.dicom_transcode import transcode
+    from benchmark.data.dicom_transcode import dx_dataset, transcode
     from benchmark.data.synth import SynthConfig, render_case
 
     cfg = SynthConfig(n_patients=max(10, len(indices) + max(indices)), image_size=512, seed=0)
@@ -76,16 +74,7 @@ def _write_chunk(out: Path, rows: int, cols: int, indices: list[int]) -> None:
         img = base[yi][:, xi] * (2**BITS - 200) + 100
         rng = np.random.default_rng(index)
         pixels = np.clip(img + rng.normal(0, 6, img.shape), 0, 2**BITS - 1).astype(np.uint16)
-        ds = pydicom.Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # digital X-ray
-        ds.SOPInstanceUID = generate_uid()
-        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.Modality = "DX"
-        ds.PatientID = f"p{index // 2}"
-        ds.set_pixel_data(pixels, "MONOCHROME2", BITS, generate_instance_uid=False)
+        ds = dx_dataset(pixels, "MONOCHROME2", BITS, f"p{index // 2}")
         transcode(ds, out / "dicom" / f"{index}.dcm", JPEGLosslessSV1)
 
 

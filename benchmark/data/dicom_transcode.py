@@ -95,3 +95,20 @@ def _gdcm_jpeg(ds: pydicom.Dataset, dst: Path, syntax: uid.UID, quality: int) ->
         writer.SetImage(change.GetOutput())
         if not writer.Write():
             raise CxrbenchError(f"GDCM cannot write {syntax.name}", where=str(dst))
+
+
+def dx_dataset(pixels: Any, photometric: str, bits: int, patient_id: str) -> pydicom.Dataset:
+    """An uncompressed digital X-ray (DX) data set around `pixels`, ready for `transcode` or save_as."""
+    from pydicom.dataset import FileMetaDataset
+
+    ds = pydicom.Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = uid.ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # digital X-ray
+    ds.SOPInstanceUID = uid.generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Modality = "DX"
+    ds.PatientID = patient_id
+    ds.set_pixel_data(pixels, photometric, bits, generate_instance_uid=False)
+    return ds
