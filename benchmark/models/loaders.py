@@ -129,11 +129,12 @@ def load_state_dict_strict(module: torch.nn.Module, state: Mapping[str, torch.Te
     A single key prefix (DDP's `module.`, Lightning's `model.`) is stripped when that makes the keys
     match; `notes` records it.
     """
-    expected = set(module.state_dict())
+    order = list(module.state_dict())  # the module's own key order, for the first missing key
+    expected = set(order)
     state, prefix = match_keys(state, expected)
     if prefix and notes is not None:
         notes["stripped_prefix"] = prefix
-    missing = [k for k in module.state_dict() if k not in state]
+    missing = [k for k in order if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing:
         raise CheckpointError(f"weights do not match {what}: missing key {missing[0]!r} "

@@ -106,14 +106,3 @@ def match_keys(state: Mapping[str, torch.Tensor], expected: set[str]) -> tuple[d
         prefix += heads[0]  # one prefix on every key: peel it and look again
         current = {k[len(heads[0]):]: v for k, v in current.items()}
     return state, ""
-
-
-def first_conv_and_classifier(state: Mapping[str, torch.Tensor]) -> tuple[int | None, int | None]:
-    """Input channels (the first 4-D weight) and class count (the last 2-D weight with a bias)."""
-    channels = next((int(v.shape[1]) for k, v in state.items()
-                     if k.endswith("weight") and getattr(v, "ndim", 0) == 4), None)
-    classes = None
-    for key, value in state.items():
-        if key.endswith("weight") and getattr(value, "ndim", 0) == 2 and key[:-6] + "bias" in state:
-            classes = int(value.shape[0])
-    return channels, classes
